@@ -1,0 +1,31 @@
+"""Annealing KD as Jafari et al. (EACL 2021) define it.
+
+Phase 1 (the first `phase1_fraction` of the epochs): MSE between the student's logits and the teacher's
+logits times T / tau_max, with T stepping up from 1 to tau_max in equal stages, so the target starts soft
+and ends at the teacher itself. Phase 2: cross-entropy on the labels alone.
+"""
+from torch import Tensor
+
+from .base import Distiller, cross_entropy, logit_mse
+
+
+class AnnealJafari(Distiller):
+    def __init__(self, epochs: int, temperature: float, phase1_fraction: float = 0.5):
+        super().__init__(epochs)
+        self.tau_max = max(1, round(temperature))
+        self.phase1_epochs = max(1, round(epochs * phase1_fraction))
+
+    def step_temperature(self, epoch: int) -> int:
+        """T for a phase-1 epoch: stage k of tau_max equal stages has T = k + 1."""
+        return min(self.tau_max, 1 + epoch * self.tau_max // self.phase1_epochs)
+
+    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+        if epoch < self.phase1_epochs:
+            scale = self.step_temperature(epoch) / self.tau_max
+            return {"mse": logit_mse(student, scale * teacher)}
+        return {"ce": cross_entropy(student, labels)}
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        if epoch < self.phase1_epochs:
+            return {"temperature": float(self.step_temperature(epoch)), "phase": 1.0}
+        return {"temperature": float(self.tau_max), "phase": 2.0}

@@ -1,0 +1,134 @@
+"""The vectorized engine against plain single-model PyTorch loops, seed by seed."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdtrack.distillers import make_distiller
+from kdtrack.engine import Batch, OptimConfig, train
+from kdtrack.models.mlp import MLP, MLPConfig, StackedMLP, init_mlps
+
+SEEDS = [0, 10, 1234]
+EPOCHS = 60
+
+
+def rings(n, generator):
+    x = torch.randn(n, 2, generator=generator) * 1.5
+    return x, (x.norm(dim=1) > 1.2).long()
+
+
+@pytest.fixture(scope="module")
+def data():
+    generator = torch.Generator().manual_seed(7)
+    (x, y), (xv, yv) = rings(300, generator), rings(100, generator)
+    teacher = torch.randn(len(SEEDS), 300, 2, generator=generator) * 3
+    teacher_valid = torch.randn(len(SEEDS), 100, 2, generator=generator) * 3
+    return x, y, xv, yv, teacher, teacher_valid
+
+
+def single_run(seed, config, optim, step, x, xv, yv, valid_loss):
+    """The reference: one nn.Module, torch.optim, and a loop written out by hand."""
+    torch.manual_seed(seed)
+    model = MLP(config)
+    kind = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+    optimizer = kind(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, amsgrad=optim.amsgrad)
+    scheduler = None
+    if optim.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim.lr, total_steps=EPOCHS)
+    val_loss, val_acc = [], []
+    for epoch in range(EPOCHS):
+        model.train()
+        loss = step(model(x), epoch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(xv)
+            val_loss.append(valid_loss(logits, epoch).item())
+            val_acc.append((logits.argmax(1) == yv).float().mean().item())
+    return np.array(val_loss), np.array(val_acc)
+
+
+@pytest.mark.parametrize(
+    "optim,batch_norm",
+    [
+        (OptimConfig(), False),
+        (OptimConfig(optimizer="adamw", weight_decay=0.01, amsgrad=True, schedule="onecycle", lr=0.01), False),
+        (OptimConfig(lr=0.01), True),
+    ],
+    ids=["adam", "adamw-amsgrad-onecycle", "batchnorm"],
+)
+def test_each_seed_of_the_stack_equals_its_single_model_run(data, optim, batch_norm):
+    x, y, xv, yv, _, _ = data
+    config = MLPConfig(batch_norm=batch_norm)
+    stack = StackedMLP(init_mlps(config, SEEDS))
+    result = train(stack, make_distiller("ce", EPOCHS), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), EPOCHS, optim)
+    for index, seed in enumerate(SEEDS):
+        loss, acc = single_run(seed, config, optim, lambda logits, e: F.cross_entropy(logits, y), x, xv, yv,
+                               lambda logits, e: F.cross_entropy(logits, yv))
+        np.testing.assert_allclose(result.history["val_loss"][:, index], loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(result.history["val_acc"][:, index], acc)
+
+
+def test_kd_student_stack_equals_single_runs_with_hand_written_loss(data):
+    x, y, xv, yv, teacher, teacher_valid = data
+    alpha, temperature = 0.7, 4.0
+
+    def kd(logits, labels, target):
+        soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(target / temperature, 1), reduction="batchmean")
+        return (1 - alpha) * F.cross_entropy(logits, labels) + alpha * temperature**2 * soft
+
+    stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+    distiller = make_distiller("kd", EPOCHS, alpha=alpha, temperature=temperature)
+    result = train(stack, distiller, [Batch(x[None], y[None], teacher=teacher)],
+                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, OptimConfig())
+    for index, seed in enumerate(SEEDS):
+        loss, acc = single_run(seed, MLPConfig(), OptimConfig(), lambda logits, e: kd(logits, y, teacher[index]),
+                               x, xv, yv, lambda logits, e: kd(logits, yv, teacher_valid[index]))
+        np.testing.assert_allclose(result.history["val_loss"][:, index], loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(result.history["val_acc"][:, index], acc)
+
+
+def test_masked_models_learn_only_from_their_own_samples(data):
+    """Two models on one padded batch equal each alone on its unpadded samples."""
+    x, y, xv, yv, _, _ = data
+    first, second = slice(0, 120), slice(120, 300)
+    padded_x, padded_y, mask = torch.zeros(2, 180, 2), torch.zeros(2, 180, dtype=torch.long), torch.zeros(2, 180)
+    for row, part in enumerate((first, second)):
+        n = part.stop - part.start
+        padded_x[row, :n], padded_y[row, :n], mask[row, :n] = x[part], y[part], 1
+    stack = StackedMLP(init_mlps(MLPConfig(), [3, 3]))
+    valid = Batch(xv[None], yv[None])
+    result = train(stack, make_distiller("ce", EPOCHS), [Batch(padded_x, padded_y, mask)], valid, EPOCHS, OptimConfig())
+    for row, part in enumerate((first, second)):
+        alone = train(StackedMLP(init_mlps(MLPConfig(), [3])), make_distiller("ce", EPOCHS),
+                      [Batch(x[part][None], y[part][None])], valid, EPOCHS, OptimConfig())
+        np.testing.assert_allclose(result.history["val_loss"][:, row], alone.history["val_loss"][:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_best_checkpoint_is_the_epoch_of_least_selection_loss(data):
+    x, y, xv, yv, _, _ = data
+    stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+    selection = Batch(x[:50][None], y[:50][None])
+    result = train(stack, make_distiller("ce", EPOCHS), [Batch(x[None], y[None])], Batch(xv[None], yv[None]),
+                   EPOCHS, OptimConfig(lr=0.05), selection=selection)
+    for index in range(len(SEEDS)):
+        losses = result.history["selection_loss"][:, index]
+        assert result.best_epoch[index] == np.argmin(losses) + 1
+        best = stack.unstack(result.best, index)
+        with torch.no_grad():
+            reloss = F.cross_entropy(best(x[:50]), y[:50]).item()
+        assert reloss == pytest.approx(losses.min(), rel=1e-5)
+
+
+def test_same_seed_same_numbers(data):
+    x, y, xv, yv, _, _ = data
+
+    def once():
+        stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+        return train(stack, make_distiller("ce", 20), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), 20, OptimConfig())
+
+    np.testing.assert_array_equal(once().history["val_loss"], once().history["val_loss"])

@@ -1,0 +1,109 @@
+"""The options every task takes, checked once, logged as params and hashed into a configuration id."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from ..distillers import DISTILL_METHODS
+from ..engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
+from ..errors import InputError
+from ..models.mlp import MLPConfig
+
+SELECTIONS = ("holdout", "validation")
+STEP_ORDERS = ("joint", "per-domain")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one model trains. `selection` says which split picks the checkpoint: `holdout`, carved from
+    train, or `validation`, as the report did. `early_stopping` logs the checkpoint of least selection
+    loss as the model; without it the last epoch's."""
+
+    epochs: int = 30000
+    hidden: tuple[int, ...] = (20, 10)
+    batch_norm: bool = False
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    schedule: str = "constant"
+    early_stopping: bool = True
+    selection: str = "holdout"
+    selection_fraction: float = 0.1
+    selection_seed: int = 0
+
+    def __post_init__(self):
+        _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        _require(self.lr > 0, f"lr must be positive, got {self.lr}")
+        _require(self.weight_decay >= 0, f"weight-decay must be non-negative, got {self.weight_decay}")
+        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        _require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        _require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
+        _require(bool(self.hidden) and min(self.hidden) >= 1, f"hidden sizes must be positive, got {self.hidden}")
+
+    @property
+    def optim(self) -> OptimConfig:
+        return OptimConfig(self.lr, self.optimizer, self.weight_decay, self.amsgrad, self.schedule)
+
+    def mlp(self, in_features: int = 2, n_classes: int = 2) -> MLPConfig:
+        return MLPConfig(in_features, self.hidden, n_classes, self.batch_norm)
+
+    def params(self) -> dict[str, str]:
+        return _params(self)
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """The student's objective. `step_order` is `joint` (one step per epoch on all data, each sample
+    with its in-domain teacher) or `per-domain` (the report's: one step per domain per epoch)."""
+
+    method: str = "kd"
+    alpha: float = 0.5
+    temperature: float = 9.0
+    step_order: str = "joint"
+
+    def __post_init__(self):
+        _require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
+        _require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
+        _require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        _require(self.step_order in STEP_ORDERS, f"step-order must be one of {', '.join(STEP_ORDERS)}, got {self.step_order!r}")
+
+    def params(self) -> dict[str, str]:
+        return _params(self)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"seeds must be comma-separated integers, got {text!r}") from None
+    _require(bool(seeds), "seeds must name at least one seed")
+    _require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
+    _require(min(seeds) >= 0, f"seeds must be non-negative, got {text!r}")
+    return seeds
+
+
+def config_hash(payload: dict) -> str:
+    """A short stable id of everything that determines a result."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _params(options) -> dict[str, str]:
+    values = asdict(options)
+    return {field.name: _param_text(values[field.name]) for field in fields(options)}
+
+
+def _param_text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -10,22 +11,31 @@ from .engine.optim import OPTIMIZERS, SCHEDULES
 from .errors import InputError
 from .models.mlp import parse_hidden
 from .tasks.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
+from .tasks.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
 
-DEFAULT_DATA = "data/sep1.00.pkl"
+DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
+DEFAULT_DATA = DEFAULT_DATASETS[0]
+DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_SEEDS = "0,10,1234,99,2021"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.run(args)
     except InputError as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("kdtrack: interrupted; the open runs were marked FAILED", file=sys.stderr)
+        print("kdtrack: interrupted; any run it had open is marked FAILED", file=sys.stderr)
         return 130
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (a killed job, a scheduler's time limit) ends the open runs as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +72,40 @@ def build_parser() -> argparse.ArgumentParser:
                                   "configuration are reused, or they are trained first.")
     _add_job_options(distill)
     _add_distill_options(distill)
+    distill.add_argument("--tuned", default=None,
+                         help="run id of a finished `tune` run whose best alpha and temperature replace --alpha "
+                         "and --temperature")
     distill.set_defaults(run=_distill)
+
+    tune = commands.add_parser("tune", help="search alpha and temperature for KD on the selection split",
+                               description="Train a KD student for every (alpha, temperature) of a grid and seed, "
+                               "as one stack, and score each on the selection split (the holdout, or validation "
+                               "under --selection validation). One nested run per trial; the parent run logs "
+                               "best_alpha and best_temperature, which `distill --tuned RUN_ID` uses.")
+    _add_job_options(tune)
+    _add_distill_options(tune, grid=True)
+    tune.set_defaults(run=_tune)
+
+    study = commands.add_parser("study", help="the whole grid: datasets x methods x seeds, resumable",
+                                description="Run every method of a study config on every dataset and seed, "
+                                "nested under one study run. Cells whose configuration already has a FINISHED "
+                                "run are skipped, so a study resumes where it stopped.")
+    study.add_argument("--config", default=DEFAULT_CONFIG, help=f"study config, YAML (default {DEFAULT_CONFIG})")
+    study.add_argument("--data", default=",".join(DEFAULT_DATASETS),
+                       help="comma-separated dataset files (default: the four embedded ones in data/)")
+    study.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    study.add_argument("--epochs", type=_whole_number, default=None, help="override the config's epochs")
+    study.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
+    study.set_defaults(run=_study)
+
+    compare = commands.add_parser("compare", help="mean and std per dataset x method from the store",
+                                  description="Summarise the FINISHED per-seed runs of the baseline and the "
+                                  "students (mean and sample std of the logged models' validation accuracy, in "
+                                  "percent) per dataset x method; teachers apart with --teachers.")
+    compare.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
+    compare.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
+    compare.add_argument("--teachers", action="store_true", help="summarise teachers per dataset x domain instead")
+    compare.set_defaults(run=_compare)
     return parser
 
 
@@ -104,11 +147,20 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                        help="seed of the holdout draw (default 0)")
 
 
-def _add_distill_options(parser: argparse.ArgumentParser) -> None:
+def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
     defaults = DistillOptions()
     group = parser.add_argument_group("distillation")
     group.add_argument("--teachers", default=None,
                        help="run id of a `teachers` run to learn from (default: reuse or train teachers)")
+    group.add_argument("--step-order", choices=STEP_ORDERS, default=defaults.step_order,
+                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
+                       "as the report did (default joint)")
+    if grid:
+        group.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS,
+                           help=f"alpha grid (default {','.join(map(str, DEFAULT_ALPHAS))})")
+        group.add_argument("--temperatures", type=_floats, default=DEFAULT_TEMPERATURES,
+                           help=f"temperature grid (default {','.join(f'{t:g}' for t in DEFAULT_TEMPERATURES)})")
+        return
     group.add_argument("--method", choices=DISTILL_METHODS, default=defaults.method,
                        help="kd: Hinton KD; anneal-cosine: annealing KD as the report ran it; anneal-jafari: as "
                        "Jafari et al. define it (default kd)")
@@ -116,9 +168,6 @@ def _add_distill_options(parser: argparse.ArgumentParser) -> None:
                        help=f"weight of the teacher term (default {defaults.alpha})")
     group.add_argument("--temperature", type=float, default=defaults.temperature,
                        help=f"softmax temperature T, or T_max / tau_max for annealing (default {defaults.temperature:g})")
-    group.add_argument("--step-order", choices=STEP_ORDERS, default=defaults.step_order,
-                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
-                       "as the report did (default joint)")
 
 
 def _train_options(args: argparse.Namespace) -> TrainOptions:
@@ -131,7 +180,7 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 
 
 def _job(args: argparse.Namespace):
-    from .tasks.multidomain import Job
+    from .tasks.common import Job
 
     if args.log_every < 0:
         raise InputError(f"log-every must be 0 (auto) or positive, got {args.log_every}")
@@ -146,22 +195,52 @@ def _make_data(args: argparse.Namespace) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> None:
-    from .tasks.multidomain import run_baseline
+    from .tasks.baseline import run_baseline
 
     print(run_baseline(_job(args)))
 
 
 def _teachers(args: argparse.Namespace) -> None:
-    from .tasks.multidomain import run_teachers
+    from .tasks.teachers import run_teachers
 
     print(run_teachers(_job(args)))
 
 
 def _distill(args: argparse.Namespace) -> None:
-    from .tasks.multidomain import run_distill
+    from .tasks.distill import run_distill
+    from .tasks.tune import tuned_values
 
-    distill = DistillOptions(args.method, args.alpha, args.temperature, args.step_order)
+    alpha, temperature = tuned_values(args.tuned) if args.tuned else (args.alpha, args.temperature)
+    distill = DistillOptions(args.method, alpha, temperature, args.step_order)
     print(run_distill(_job(args), distill, teachers=args.teachers or None))
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from .tasks.tune import TuneGrid, run_tune
+
+    grid = TuneGrid(args.alphas, args.temperatures)
+    print(run_tune(_job(args), grid, DistillOptions(step_order=args.step_order), teachers=args.teachers or None))
+
+
+def _study(args: argparse.Namespace) -> None:
+    from .tasks.study import run_study
+
+    paths = [path.strip() for path in args.data.split(",") if path.strip()]
+    print(run_study(args.config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .compare.tables import load_seed_runs, render, results_table, teachers_table
+
+    runs = load_seed_runs(args.experiment_name)
+    print(render(teachers_table(runs) if args.teachers else results_table(runs), args.format))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _whole_number(text: str) -> int:

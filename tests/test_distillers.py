@@ -55,6 +55,16 @@ def test_hinton_kd_matches_hand_computation(alpha, temperature):
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_kd_takes_one_alpha_and_temperature_per_model():
+    student, teacher, labels = tensors()
+    grid = [(0.5, 9.0), (0.3, 2.0)]
+    stacked = make_distiller("kd", 10, alpha=[a for a, _ in grid], temperature=[t for _, t in grid])
+    terms = stacked.loss_terms(student.repeat(2, 1, 1), teacher, labels, 0)
+    for row, (alpha, temperature) in enumerate(grid):
+        alone = make_distiller("kd", 10, alpha=alpha, temperature=temperature).loss_terms(student, teacher, labels, 0)
+        assert torch.allclose(sum(terms.values())[row], sum(alone.values())[0])
+
+
 def test_kd_with_the_teacher_as_student_leaves_only_cross_entropy():
     teacher = torch.tensor([TEACHER])
     terms = make_distiller("kd", 10, alpha=0.5, temperature=4.0).loss_terms(teacher, teacher, torch.tensor([LABELS]), 0)

@@ -8,8 +8,9 @@ from .kd import HintonKD
 DISTILL_METHODS = ("kd", "anneal-cosine", "anneal-jafari")
 
 
-def make_distiller(method: str, epochs: int, alpha: float = 0.5, temperature: float = 9.0) -> Distiller:
-    """The objective for `method`: "ce" (plain training) or one of DISTILL_METHODS."""
+def make_distiller(method: str, epochs: int, alpha=0.5, temperature=9.0) -> Distiller:
+    """The objective for `method`: "ce" (plain training) or one of DISTILL_METHODS. For "kd", alpha and
+    temperature may be sequences with one value per model of the stack."""
     if method == "ce":
         return CrossEntropy(epochs)
     if method == "kd":

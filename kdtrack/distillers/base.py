@@ -36,8 +36,8 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
 
 
-def soft_kl(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
-    """Per-sample KL(softmax(teacher/T) || softmax(student/T)), (M, N)."""
+def soft_kl(student: Tensor, teacher: Tensor, temperature: float | Tensor) -> Tensor:
+    """Per-sample KL(softmax(teacher/T) || softmax(student/T)), (M, N); T is a number or (M or 1, 1, 1)."""
     log_p_student = F.log_softmax(student / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher / temperature, dim=-1).expand_as(log_p_student)
     return F.kl_div(log_p_student, log_p_teacher, reduction="none", log_target=True).sum(dim=-1)

@@ -88,9 +88,10 @@ def train(
                 history["selection_loss"][epoch] = _evaluate(model, distiller, selection, epoch)[0]
             loss = history["selection_loss" if selection else "val_loss"][epoch]
             improved = loss < best_loss
-            best_loss = torch.where(improved, loss, best_loss)
-            best_epoch = torch.where(improved, epoch + 1, best_epoch)
-            best = _keep_where(improved, model.snapshot(), best)
+            if improved.any():
+                best_loss = torch.where(improved, loss, best_loss)
+                best_epoch = torch.where(improved, epoch + 1, best_epoch)
+                best = _keep_where(improved, model.tensors(), best)
         if progress:
             progress.tick(epoch + 1, lambda: f"mean val_acc {history['val_acc'][epoch].mean():.4f}")
 

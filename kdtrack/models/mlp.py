@@ -130,9 +130,13 @@ class StackedMLP(nn.Module):
         normed = (h - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + eps)
         return normed * gamma.unsqueeze(1) + beta.unsqueeze(1)
 
+    def tensors(self) -> dict[str, Tensor]:
+        """Every stacked tensor (live, detached), keyed like a single MLP's state_dict."""
+        return {key: getattr(self, _attr(key)).detach() for key in self._keys}
+
     def snapshot(self) -> dict[str, Tensor]:
-        """A detached copy of every stacked tensor, keyed like a single MLP's state_dict."""
-        return {key: getattr(self, _attr(key)).detach().clone() for key in self._keys}
+        """A copy of `tensors()` that later training leaves untouched."""
+        return {key: value.clone() for key, value in self.tensors().items()}
 
     def unstack(self, snapshot: dict[str, Tensor], index: int) -> MLP:
         """Model `index` of a snapshot as a plain MLP in eval mode."""

@@ -34,6 +34,7 @@ class TrainOptions:
     selection_seed: int = 0
 
     def __post_init__(self):
+        _coerce_numbers(self)
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _require(self.lr > 0, f"lr must be positive, got {self.lr}")
         _require(self.weight_decay >= 0, f"weight-decay must be non-negative, got {self.weight_decay}")
@@ -65,6 +66,7 @@ class DistillOptions:
     step_order: str = "joint"
 
     def __post_init__(self):
+        _coerce_numbers(self)
         _require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
         _require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
         _require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
@@ -89,6 +91,23 @@ def config_hash(payload: dict) -> str:
     """A short stable id of everything that determines a result."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _coerce_numbers(options) -> None:
+    """Make numeric fields their declared type, so that 4 from a YAML file and 4.0 from the command line
+    are one configuration (same params, same hash)."""
+    for field in fields(options):
+        kind = {"float": float, "int": int}.get(field.type)
+        value = getattr(options, field.name)
+        if kind is None or isinstance(value, bool):
+            continue
+        try:
+            converted = kind(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{field.name.replace('_', '-')} must be a number, got {value!r}") from None
+        if kind is int and converted != value:
+            raise InputError(f"{field.name.replace('_', '-')} must be a whole number, got {value!r}")
+        object.__setattr__(options, field.name, converted)
 
 
 def _params(options) -> dict[str, str]:

@@ -81,6 +81,15 @@ def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
     return run_id
 
 
+def log_trial(name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float]) -> str:
+    """A child run of the active run that records a trial's settings and scores, no model."""
+    with mlflow.start_run(run_name=name, nested=True) as run:
+        mlflow.set_tags({TAG + key: value for key, value in tags.items()})
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+    return run.info.run_id
+
+
 def log_summary(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
@@ -162,6 +171,31 @@ def find_finished(config_hash: str) -> Run | None:
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
+    """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its
+    `model_val_acc` and start time, one row per run."""
+    client = MlflowClient()
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise InputError(f"experiment {experiment!r}: not found in the tracking store ({mlflow.get_tracking_uri()})")
+        experiment_ids = [found.experiment_id]
+    else:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    runs = mlflow.search_runs(experiment_ids, filter_string="attributes.status = 'FINISHED'", output_format="list",
+                              max_results=50000)
+    rows = [
+        {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
+         "run_id": run.info.run_id, "start_time": run.info.start_time,
+         "model_val_acc": run.data.metrics.get("model_val_acc")}
+        for run in runs
+        if TAG + "seed" in run.data.tags
+    ]
+    columns = ["task", "dataset", "method", "selection", "domain", "seed", "config_hash", "run_id", "start_time",
+               "model_val_acc"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def tag(run: Run, key: str) -> str | None:

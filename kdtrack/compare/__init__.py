@@ -1,0 +1,1 @@
+"""Reading the store back: tables (and, later, plots) over finished runs."""

@@ -1,0 +1,162 @@
+"""The whole grid: datasets x methods, each method a cell of all seeds, nested under one study run.
+
+A study config (YAML) names the methods. Values may differ per dataset (a mapping keyed by the dataset's
+file stem, with an optional `default`), and alpha or temperature may be `tuned`: then a `tune` cell runs
+first (once per dataset and configuration) and its best values are used. Every cell skips the seeds that
+already have a FINISHED run of the same configuration hash, so an interrupted study resumes where it stopped.
+
+    train: {selection: holdout}          # TrainOptions for every model
+    teachers: {es: {early_stopping: true}}   # named teacher settings (overrides of `train`)
+    tune: {alphas: [0.3, 0.7], temperatures: [4, 9], epochs: 5000}   # epochs: default the cell's
+    methods:
+      baseline: {task: baseline}
+      kd-es: {teachers: es, train: {early_stopping: true}, distill: {alpha: tuned, temperature: {default: 9, data_d0.25: 18}}}
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import tracking
+from ..data.multidomain import load_multidomain
+from ..errors import InputError
+from .baseline import run_baseline
+from .common import Job
+from .distill import run_distill
+from .options import DistillOptions, TrainOptions
+from .tune import TuneGrid, run_tune, tuned_values
+
+TUNED = "tuned"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method on one dataset."""
+
+    label: str
+    task: str
+    train: TrainOptions
+    teacher_train: TrainOptions | None = None
+    distill: DistillOptions | None = None
+    tuned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    path: str
+    raw: dict
+
+    def grid(self) -> TuneGrid:
+        tune = self.raw.get("tune", {})
+        return TuneGrid(tuple(map(float, tune.get("alphas", TuneGrid.alphas))),
+                        tuple(map(float, tune.get("temperatures", TuneGrid.temperatures))))
+
+    def tune_epochs(self) -> int | None:
+        """Tuning may train shorter than the cells it tunes: the grid is many students at once."""
+        return self.raw.get("tune", {}).get("epochs")
+
+    def cells(self, dataset: str, epochs: int | None) -> list[Cell]:
+        """Every method of the config, resolved for `dataset`; a bad value is an InputError naming it."""
+        base = {**self.raw.get("train", {}), **({"epochs": epochs} if epochs else {})}
+        if "epochs" not in base and "epochs" in self.raw:
+            base["epochs"] = self.raw["epochs"]
+        cells = []
+        for label, method in self.raw["methods"].items():
+            where = f"{self.path}: methods.{label}"
+            train = self._options(where, {**base, **method.get("train", {})}, dataset)
+            task = method.get("task", "distill")
+            if task == "baseline":
+                cells.append(Cell(label, task, train))
+                continue
+            if task != "distill":
+                raise InputError(f"{where}.task must be baseline or distill, got {task!r}")
+            teacher_settings = self._teacher_settings(where, method.get("teachers"))
+            teacher_train = self._options(f"{where}.teachers", {**base, **teacher_settings}, dataset)
+            values = {key: _for_dataset(f"{where}.distill.{key}", value, dataset)
+                      for key, value in method.get("distill", {}).items()}
+            tuned = tuple(key for key in ("alpha", "temperature") if values.get(key) == TUNED)
+            distill = _build(f"{where}.distill", DistillOptions, {k: v for k, v in values.items() if v != TUNED})
+            cells.append(Cell(label, task, train, teacher_train, distill, tuned))
+        return cells
+
+    def _teacher_settings(self, where: str, name: str | None) -> dict:
+        if name is None:
+            return {}
+        teachers = self.raw.get("teachers", {})
+        if name not in teachers:
+            raise InputError(f"{where}.teachers names {name!r}, which the config's teachers section lacks")
+        return teachers[name] or {}
+
+    @staticmethod
+    def _options(where: str, values: dict, dataset: str) -> TrainOptions:
+        resolved = {key: _for_dataset(f"{where}.{key}", value, dataset) for key, value in values.items()}
+        if "hidden" in resolved:
+            resolved["hidden"] = tuple(resolved["hidden"])
+        return _build(where, TrainOptions, resolved)
+
+
+def load_study_config(path: str) -> StudyConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the study config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("methods"), dict) or not raw["methods"]:
+        raise InputError(f"{path}: a study config needs a `methods` mapping")
+    return StudyConfig(path, raw)
+
+
+def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], epochs: int | None = None,
+              experiment: str | None = None) -> str:
+    """Run (or resume) every cell; the study run id. Everything is checked before the first run opens."""
+    config = load_study_config(config_path)
+    names = {path: load_multidomain(path).name for path in data_paths}
+    plan = [(path, cell) for path in data_paths for cell in config.cells(names[path], epochs)]
+    grid = config.grid() if any(cell.tuned for _, cell in plan) else None
+    tracking.use_experiment(experiment)
+    tags = {"task": "study", "dataset": ",".join(names.values()), "method": "study"}
+    params = {"config": config_path, "data": ",".join(data_paths), "seeds": ",".join(map(str, seeds)),
+              "epochs": str(epochs or "")}
+    with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
+        for number, (path, cell) in enumerate(plan, 1):
+            print(f"study: cell {number}/{len(plan)}: {cell.label} on {names[path]}", flush=True)
+            _run_cell(Job(path, seeds, cell.train, label=cell.label, skip_finished=True), cell, grid, config.tune_epochs())
+    return study_id
+
+
+def _run_cell(job: Job, cell: Cell, grid: TuneGrid | None, tune_epochs: int | None) -> None:
+    if cell.task == "baseline":
+        run_baseline(job)
+        return
+    distill = cell.distill
+    if cell.tuned:
+        tune_train = dataclasses.replace(job.train, epochs=tune_epochs or job.train.epochs)
+        tune_job = dataclasses.replace(job, train=tune_train, label=f"{cell.label}-tune")
+        alpha, temperature = tuned_values(run_tune(tune_job, grid, DistillOptions(step_order=distill.step_order),
+                                                   teacher_train=cell.teacher_train))
+        chosen = {"alpha": alpha, "temperature": temperature}
+        distill = dataclasses.replace(distill, **{key: chosen[key] for key in cell.tuned})
+    run_distill(job, distill, teacher_train=cell.teacher_train)
+
+
+def _build(where: str, kind, values: dict):
+    """Options from config values; an unknown key or a bad value is an InputError saying where."""
+    try:
+        return kind(**values)
+    except (TypeError, InputError) as error:
+        raise InputError(f"{where}: {error}") from None
+
+
+def _for_dataset(where: str, value, dataset: str):
+    """A config value for `dataset`: the value itself, or its entry in a per-dataset mapping."""
+    if not isinstance(value, dict):
+        return value
+    if dataset in value:
+        return value[dataset]
+    if "default" in value:
+        return value["default"]
+    raise InputError(f"{where} has no value for dataset {dataset!r} and no default")

@@ -1,0 +1,161 @@
+"""tune, study and compare: what they log, that the tuning grid equals separate runs, that a study
+resumes, and that compare's numbers are the per-seed runs' own."""
+import contextlib
+import io
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kdtrack.cli import main
+from kdtrack.data import make_multidomain, save_multidomain
+from kdtrack.tasks.study import load_study_config
+
+SEEDS = "0,10"
+
+
+def run(argv):
+    """Run a kdtrack command in-process; its stdout."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return out.getvalue()
+
+
+def children(parent_id):
+    return mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                              output_format="list")
+
+
+def seed_runs(task=None):
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    return [r for r in runs if "kdtrack.seed" in r.data.tags and (task is None or r.data.tags["kdtrack.task"] == task)]
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    path = tmp_path / "small.pkl"
+    save_multidomain(make_multidomain(0.5, 3, n_train=300, n_valid=90, name="small"), path)
+    return str(path)
+
+
+def test_tune_grid_equals_separate_distill_runs(tracking_uri, dataset):
+    """Under the validation policy the selection split is validation, so a trial's score is exactly the
+    val_acc_mean of a distill run with the same alpha and temperature."""
+    common = ["--data", dataset, "--seeds", SEEDS, "--epochs", "30", "--selection", "validation"]
+    tune_id = run(["tune", *common, "--alphas", "0.2,0.8", "--temperatures", "2,6"]).split()[-1]
+    trials = [c for c in children(tune_id) if c.data.tags["kdtrack.task"] == "tune-trial"]
+    assert len(trials) == 4
+    tune = MlflowClient().get_run(tune_id)
+    best = max(trials, key=lambda t: t.data.metrics["selection_acc_mean"])
+    assert tune.data.metrics["best_selection_acc"] == pytest.approx(best.data.metrics["selection_acc_mean"])
+    assert (tune.data.metrics["best_alpha"], tune.data.metrics["best_temperature"]) in {(0.2, 2), (0.2, 6), (0.8, 2), (0.8, 6)}
+    for trial in trials[:2]:
+        alpha, temperature = trial.data.params["alpha"], trial.data.params["temperature"]
+        distill_id = run(["distill", *common, "--alpha", alpha, "--temperature", temperature]).split()[-1]
+        distilled = MlflowClient().get_run(distill_id).data.metrics["val_acc_mean"]
+        assert distilled == pytest.approx(trial.data.metrics["selection_acc_mean"], abs=1e-9)
+    tuned_id = run(["distill", *common, "--tuned", tune_id]).split()[-1]
+    params = MlflowClient().get_run(tuned_id).data.params
+    assert float(params["alpha"]) == tune.data.metrics["best_alpha"]
+    assert float(params["temperature"]) == tune.data.metrics["best_temperature"]
+
+
+CONFIG = """
+epochs: 20
+train: {selection: holdout}
+teachers:
+  es: {early_stopping: true}
+tune: {alphas: [0.3, 0.7], temperatures: [4], epochs: 10}
+methods:
+  baseline: {task: baseline}
+  kd-es:
+    teachers: es
+    distill: {method: kd, alpha: tuned, temperature: {default: 9, small: 4}}
+  anneal:
+    teachers: es
+    train: {early_stopping: false}
+    distill: {method: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
+"""
+
+
+def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path):
+    other = tmp_path / "other.pkl"
+    save_multidomain(make_multidomain(1.0, 4, n_train=300, n_valid=90, name="other"), other)
+    config = tmp_path / "study.yaml"
+    config.write_text(CONFIG)
+    argv = ["study", "--config", str(config), "--data", f"{dataset},{other}", "--seeds", SEEDS]
+    study_id = run(argv).split()[-1]
+
+    cells = children(study_id)
+    assert {(c.data.tags["kdtrack.dataset"], c.data.tags["kdtrack.method"]) for c in cells if c.data.tags["kdtrack.task"] != "tune"} \
+        == {(d, m) for d in ("small", "other") for m in ("baseline", "kd-es", "anneal")}
+    assert len(seed_runs("baseline")) == 4 and len(seed_runs("student")) == 8
+    assert len(seed_runs("teacher")) == 2 * 2 * 3  # shared by kd-es and anneal
+    tunes = [c for c in cells if c.data.tags["kdtrack.task"] == "tune"]
+    assert len(tunes) == 2 and all(t.data.params["epochs"] == "10" for t in tunes)
+    small_student = next(r for r in seed_runs("student") if r.data.tags["kdtrack.dataset"] == "small"
+                         and r.data.tags["kdtrack.method"] == "kd-es")
+    assert small_student.data.params["temperature"] == "4.0" and small_student.data.params["epochs"] == "20"
+
+    before = {r.info.run_id for r in seed_runs()}
+    run(argv)
+    assert {r.info.run_id for r in seed_runs()} == before, "a finished study must not train anything again"
+
+    config.write_text(CONFIG + "  kd-bn:\n    teachers: es\n    train: {batch_norm: true}\n    distill: {alpha: 0.5, temperature: 4}\n")
+    run(argv)
+    added = [r for r in seed_runs() if r.info.run_id not in before]
+    assert {(r.data.tags["kdtrack.method"], r.data.tags["kdtrack.task"]) for r in added} == {("kd-bn", "student")}
+    assert len(added) == 4
+
+
+def test_compare_reports_the_seed_runs_mean_and_sample_std(tracking_uri, dataset, capsys):
+    run(["baseline", "--data", dataset, "--seeds", "0,10,1234", "--epochs", "15"])
+    run(["baseline", "--data", dataset, "--seeds", "0,10,1234", "--epochs", "15"])  # the same cells again
+    accuracies = [r.data.metrics["model_val_acc"] for r in seed_runs("baseline")][:3]
+    csv = run(["compare", "--format", "csv"]).strip().splitlines()
+    assert csv[0] == "dataset,method,n,val_acc_mean,val_acc_std"
+    assert csv[1].split(",")[:3] == ["small", "baseline", "3"]
+    assert float(csv[1].split(",")[3]) == pytest.approx(100 * np.mean(accuracies), abs=0.005)
+    assert float(csv[1].split(",")[4]) == pytest.approx(100 * np.std(accuracies, ddof=1), abs=0.005)
+    markdown = run(["compare"]).strip().splitlines()
+    assert markdown[0] == "| dataset | method | n | val_acc_mean | val_acc_std |" and markdown[2].startswith("| small | baseline | 3 |")
+    run(["teachers", "--data", dataset, "--seeds", "0", "--epochs", "5"])
+    teachers = run(["compare", "--teachers", "--format", "csv"]).strip().splitlines()
+    assert teachers[0] == "dataset,domain,n,val_acc_mean,val_acc_std" and len(teachers) == 4
+
+
+def test_report_config_holds_the_reports_hyperparameters():
+    config = load_study_config("configs/report.yaml")
+    expected = {  # the report's Table: Q2 (alpha, T), Q3 M1 (alpha, T), Q3 M2 (alpha, T_max)
+        "data": ((0.5, 9), (0.81, 9), (0.81, 9)),
+        "data_d0.75": ((0.5, 9), (0.69, 9), (0.69, 9)),
+        "data_d0.5": ((0.5, 9), (0.69, 9), (0.81, 18)),
+        "data_d0.25": ((0.5, 18), (0.3, 9), (0.72, 33)),
+    }
+    for stem, values in expected.items():
+        cells = {cell.label: cell for cell in config.cells(stem, None)}
+        assert [(cells[m].distill.alpha, cells[m].distill.temperature) for m in ("kd", "kd-es", "anneal")] == list(values)
+        assert cells["kd-es"].train.early_stopping and not cells["kd"].train.early_stopping
+        assert cells["kd-es"].teacher_train.early_stopping and not cells["kd"].teacher_train.early_stopping
+        assert all(cell.train.selection == "validation" and cell.train.epochs == 30000 for cell in cells.values())
+        assert cells["anneal"].distill.method == "anneal-cosine" and cells["kd"].distill.step_order == "per-domain"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("train: {}\n", "needs a `methods` mapping"),
+    ("methods: {kd: {teachers: nope}}\n", "methods.kd.teachers names 'nope'"),
+    ("methods: {kd: {distill: {alpha: {other: 0.5}}}}\n", "methods.kd.distill.alpha has no value for dataset 'small'"),
+    ("methods: {kd: {train: {epoch: 5}}}\n", "methods.kd: "),
+    ("methods: {kd: {distill: {alpha: 3}}}\n", "alpha must lie in [0, 1]"),
+    ("methods: {kd: {task: fit}}\n", "methods.kd.task must be baseline or distill"),
+    ("methods: [unclosed\n", "not valid YAML"),
+])
+def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, dataset, tmp_path, capsys, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["study", "--config", str(config), "--data", dataset, "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"kdtrack: error: {config}") and message in err[0]
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

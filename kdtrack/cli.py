@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
     compare.add_argument("--teachers", action="store_true", help="summarise teachers per dataset x domain instead")
+    compare.add_argument("--paired", metavar="METHOD", default=None,
+                         help="instead, each method's per-seed difference from METHOD (points), its mean, std "
+                         "and paired t-test p-value")
     compare.set_defaults(run=_compare)
     return parser
 
@@ -230,10 +233,14 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare.tables import load_seed_runs, render, results_table, teachers_table
+    from .compare.tables import load_seed_runs, paired_table, render, results_table, teachers_table
 
     runs = load_seed_runs(args.experiment_name)
-    print(render(teachers_table(runs) if args.teachers else results_table(runs), args.format))
+    if args.paired:
+        table = paired_table(runs, args.paired)
+    else:
+        table = teachers_table(runs) if args.teachers else results_table(runs)
+    print(render(table, args.format))
 
 
 def _floats(text: str) -> tuple[float, ...]:

@@ -159,3 +159,25 @@ def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, data
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"kdtrack: error: {config}") and message in err[0]
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_paired_comparison_matches_a_hand_computation(tracking_uri, dataset):
+    from scipy import stats
+
+    common = ["--data", dataset, "--seeds", "0,10,1234", "--epochs", "25"]
+    run(["baseline", *common])
+    run(["distill", *common, "--alpha", "0.9", "--temperature", "2"])
+    accuracy = {(r.data.tags["kdtrack.task"], int(r.data.tags["kdtrack.seed"])): r.data.metrics["model_val_acc"]
+                for r in seed_runs() if r.data.tags["kdtrack.task"] in ("baseline", "student")}
+    student = [accuracy[("student", seed)] for seed in (0, 10, 1234)]
+    baseline = [accuracy[("baseline", seed)] for seed in (0, 10, 1234)]
+    diff = 100 * (np.array(student) - np.array(baseline))
+    lines = run(["compare", "--paired", "baseline", "--format", "csv"]).strip().splitlines()
+    assert lines[0] == "dataset,method,n,diff_mean,diff_std,p_value"
+    dataset_name, method, n, mean, std, p_value = lines[1].split(",")
+    assert (dataset_name, method, n) == ("small", "kd", "3")
+    assert float(mean) == pytest.approx(diff.mean(), abs=0.005)
+    assert float(std) == pytest.approx(diff.std(ddof=1), abs=0.005)
+    expected_p = stats.ttest_rel(student, baseline).pvalue if diff.std() > 0 else float("nan")
+    assert float(p_value) == pytest.approx(expected_p, abs=0.0005, nan_ok=True)
+    assert main(["compare", "--paired", "nonesuch"]) == 2

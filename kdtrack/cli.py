@@ -251,10 +251,14 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _whole_number(text: str) -> int:
-    value = int(text) if text.isdigit() else float(text)
-    if value != int(value) or value < 1:
+    try:
+        value = float(text)
+        whole = int(value)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value != whole or whole < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(value)
+    return whole
 
 
 def _boolean(text: str) -> bool:

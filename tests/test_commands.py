@@ -36,7 +36,6 @@ def store(tmp_path_factory, real_data_dir):
 def _use_store(request, monkeypatch):
     if "store" in request.fixturenames:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", request.getfixturevalue("store")["uri"])
-        mlflow.set_tracking_uri(request.getfixturevalue("store")["uri"])
 
 
 def run_command(argv):

@@ -1,6 +1,7 @@
 """What every multi-domain task shares: the job, training a stack, logging its members, tags and hashes."""
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -83,7 +84,7 @@ def _seed_run(job: Job, task: str, label: str, data: MultiDomainData, model: Sta
         history[name] = values[:, index] if values.ndim == 2 else values
     summary = {
         "best_epoch": best_epoch,
-        "best_val_loss": float(result.history["val_loss"][best_epoch - 1, index]),
+        "best_val_loss": float(result.history["val_loss"][best_epoch - 1, index]) if best_epoch else math.nan,
         "best_val_acc": best_acc,
         "final_val_acc": final_acc,
         "model_epoch": best_epoch if early else job.train.epochs,

@@ -37,6 +37,7 @@ def prepare_students(job: Job, teachers: str | None, teacher_train: TrainOptions
         raise InputError(f"{job.data}: validation domain(s) {unseen} have no training data, so no teacher")
     tracking.use_experiment(job.experiment)
     teacher_job = dataclasses.replace(job, train=teacher_train or job.train, label=None, skip_finished=False)
+    make_splits(data, teacher_job.train)  # the teachers' holdout too is checked before any run opens
     found = teachers_of_run(teachers, data, job.seeds) if teachers else expected_teachers(teacher_job, data)
     return Students(data, make_splits(data, job.train), teacher_job, found)
 

@@ -12,6 +12,7 @@ from torch import Tensor
 from ..data.multidomain import MultiDomainData, Split
 from ..data.splits import selection_indices, subset
 from ..engine import Batch
+from ..errors import InputError
 from .options import TrainOptions
 
 
@@ -28,9 +29,16 @@ class Splits:
 
 
 def make_splits(data: MultiDomainData, options: TrainOptions) -> Splits:
+    """The splits of `options`' selection policy; an InputError if the holdout leaves a domain without
+    fit or selection samples (every teacher needs both)."""
     if options.selection == "validation":
         return Splits(data.train, None, data.valid, np.arange(len(data.train.y)), None)
     fit_index, selection_index = selection_indices(data.train, options.selection_fraction, options.selection_seed)
+    for name, index in (("selection", selection_index), ("fit", fit_index)):
+        empty = sorted(set(data.domains) - set(data.train.d[index].tolist()))
+        if empty:
+            raise InputError(f"selection-fraction {options.selection_fraction} leaves the {name} split without "
+                             f"samples of domain(s) {empty} in {data.name!r}")
     return Splits(subset(data.train, fit_index), subset(data.train, selection_index), data.valid, fit_index, selection_index)
 
 

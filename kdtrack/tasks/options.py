@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ..distillers import DISTILL_METHODS
@@ -11,6 +12,7 @@ from ..errors import InputError
 from ..models.mlp import MLPConfig
 
 SELECTIONS = ("holdout", "validation")
+MAX_SEED = 2**32
 STEP_ORDERS = ("joint", "per-domain")
 
 
@@ -36,8 +38,9 @@ class TrainOptions:
     def __post_init__(self):
         _coerce_numbers(self)
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        _require(self.lr > 0, f"lr must be positive, got {self.lr}")
-        _require(self.weight_decay >= 0, f"weight-decay must be non-negative, got {self.weight_decay}")
+        _require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
+        _require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        _require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
         _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
@@ -69,7 +72,7 @@ class DistillOptions:
         _coerce_numbers(self)
         _require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
         _require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
-        _require(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        _require(0 < self.temperature < math.inf, f"temperature must be a positive finite number, got {self.temperature}")
         _require(self.step_order in STEP_ORDERS, f"step-order must be one of {', '.join(STEP_ORDERS)}, got {self.step_order!r}")
 
     def params(self) -> dict[str, str]:
@@ -83,7 +86,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise InputError(f"seeds must be comma-separated integers, got {text!r}") from None
     _require(bool(seeds), "seeds must name at least one seed")
     _require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
-    _require(min(seeds) >= 0, f"seeds must be non-negative, got {text!r}")
+    _require(min(seeds) >= 0 and max(seeds) < MAX_SEED, f"seeds must lie in [0, 2**32), got {text!r}")
     return seeds
 
 

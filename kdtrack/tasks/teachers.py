@@ -31,6 +31,7 @@ Teachers = dict[tuple[int, int], TeacherRef]
 
 def run_teachers(job: Job) -> str:
     data = load_multidomain(job.data)
+    make_splits(data, job.train)  # a bad holdout is an error before any run opens
     tracking.use_experiment(job.experiment)
     with tracking.parent_run(f"teachers {data.name}", run_tags("teachers", data, job, "teacher"), run_params(job)) as parent_id:
         _train_teachers(job, data, expected_teachers(job, data))

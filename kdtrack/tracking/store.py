@@ -47,7 +47,10 @@ class SeedRun:
 
 def use_experiment(name: str | None) -> None:
     if name:
-        mlflow.set_experiment(name)
+        try:
+            mlflow.set_experiment(name)
+        except mlflow.exceptions.MlflowException as error:
+            raise InputError(f"experiment {name!r}: {error.message.splitlines()[0]}") from None
 
 
 @contextmanager

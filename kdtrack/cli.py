@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--data", default=",".join(DEFAULT_DATASETS),
                        help="comma-separated dataset files (default: the four embedded ones in data/)")
     study.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    study.add_argument("--epochs", type=_whole_number, default=None, help="override the config's epochs")
+    study.add_argument("--epochs", type=_optional_whole_number, default=None,
+                       help="override the config's epochs (empty: the config's)")
     study.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
     study.set_defaults(run=_study)
 
@@ -185,8 +186,6 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 def _job(args: argparse.Namespace):
     from .tasks.common import Job
 
-    if args.log_every < 0:
-        raise InputError(f"log-every must be 0 (auto) or positive, got {args.log_every}")
     return Job(args.data, parse_seeds(args.seeds), _train_options(args), args.experiment_name, args.log_every)
 
 
@@ -211,11 +210,9 @@ def _teachers(args: argparse.Namespace) -> None:
 
 def _distill(args: argparse.Namespace) -> None:
     from .tasks.distill import run_distill
-    from .tasks.tune import tuned_values
 
-    alpha, temperature = tuned_values(args.tuned) if args.tuned else (args.alpha, args.temperature)
-    distill = DistillOptions(args.method, alpha, temperature, args.step_order)
-    print(run_distill(_job(args), distill, teachers=args.teachers or None))
+    distill = DistillOptions(args.method, args.alpha, args.temperature, args.step_order)
+    print(run_distill(_job(args), distill, teachers=args.teachers or None, tuned=args.tuned or None))
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -233,13 +230,11 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare.tables import load_seed_runs, paired_table, render, results_table, teachers_table
+    from .compare.tables import compare_table, render
 
-    runs = load_seed_runs(args.experiment_name)
-    if args.paired:
-        table = paired_table(runs, args.paired)
-    else:
-        table = teachers_table(runs) if args.teachers else results_table(runs)
+    table, notes = compare_table(args.experiment_name, args.teachers, args.paired)
+    for note in notes:
+        print(f"kdtrack compare: {note}", file=sys.stderr)
     print(render(table, args.format))
 
 
@@ -259,6 +254,10 @@ def _whole_number(text: str) -> int:
     if value != whole or whole < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return whole
+
+
+def _optional_whole_number(text: str) -> int | None:
+    return _whole_number(text) if text else None
 
 
 def _boolean(text: str) -> bool:

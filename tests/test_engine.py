@@ -124,6 +124,21 @@ def test_best_checkpoint_is_the_epoch_of_least_selection_loss(data):
         assert reloss == pytest.approx(losses.min(), rel=1e-5)
 
 
+def test_annealing_selects_checkpoints_on_cross_entropy(data):
+    """Annealing losses change definition between phases, so selection uses cross-entropy instead."""
+    x, y, xv, yv, teacher, teacher_valid = data
+    stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+    selection = Batch(x[:50][None], y[:50][None], teacher=teacher[:, :50])
+    result = train(stack, make_distiller("anneal-jafari", EPOCHS, temperature=4), [Batch(x[None], y[None], teacher=teacher)],
+                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, OptimConfig(lr=0.05), selection=selection)
+    for index in range(len(SEEDS)):
+        losses = result.history["selection_loss"][:, index]
+        assert result.best_epoch[index] == np.argmin(losses) + 1
+        with torch.no_grad():
+            ce = F.cross_entropy(stack.unstack(result.best, index)(x[:50]), y[:50]).item()
+        assert ce == pytest.approx(losses.min(), rel=1e-5)
+
+
 def test_same_seed_same_numbers(data):
     x, y, xv, yv, _, _ = data
 

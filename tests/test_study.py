@@ -77,6 +77,10 @@ methods:
     teachers: es
     train: {early_stopping: false}
     distill: {method: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
+  anneal-twin:             # the same configuration under another name: a row of its own
+    teachers: es
+    train: {early_stopping: false}
+    distill: {method: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
 """
 
 
@@ -90,9 +94,12 @@ def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path)
 
     cells = children(study_id)
     assert {(c.data.tags["kdtrack.dataset"], c.data.tags["kdtrack.method"]) for c in cells if c.data.tags["kdtrack.task"] != "tune"} \
-        == {(d, m) for d in ("small", "other") for m in ("baseline", "kd-es", "anneal")}
-    assert len(seed_runs("baseline")) == 4 and len(seed_runs("student")) == 8
-    assert len(seed_runs("teacher")) == 2 * 2 * 3  # shared by kd-es and anneal
+        == {(d, m) for d in ("small", "other") for m in ("baseline", "kd-es", "anneal", "anneal-twin")}
+    assert len(seed_runs("baseline")) == 4 and len(seed_runs("student")) == 12
+    assert len(seed_runs("teacher")) == 2 * 2 * 3  # shared by every student
+    twins = {m: sorted(r.data.metrics["model_val_acc"] for r in seed_runs("student") if r.data.tags["kdtrack.method"] == m)
+             for m in ("anneal", "anneal-twin")}
+    assert twins["anneal"] == twins["anneal-twin"], "same configuration, same numbers"
     tunes = [c for c in cells if c.data.tags["kdtrack.task"] == "tune"]
     assert len(tunes) == 2 and all(t.data.params["epochs"] == "10" for t in tunes)
     small_student = next(r for r in seed_runs("student") if r.data.tags["kdtrack.dataset"] == "small"
@@ -124,6 +131,11 @@ def test_compare_reports_the_seed_runs_mean_and_sample_std(tracking_uri, dataset
     run(["teachers", "--data", dataset, "--seeds", "0", "--epochs", "5"])
     teachers = run(["compare", "--teachers", "--format", "csv"]).strip().splitlines()
     assert teachers[0] == "dataset,domain,n,val_acc_mean,val_acc_std" and len(teachers) == 4
+    capsys.readouterr()
+    run(["baseline", "--data", dataset, "--seeds", "0,10", "--epochs", "9"])  # another configuration, same name
+    newest = run(["compare", "--format", "csv"]).strip().splitlines()
+    assert newest[1].split(",")[:3] == ["small", "baseline", "2"]
+    assert "small baseline: 1 older configuration(s) left out" in capsys.readouterr().err
 
 
 def test_report_config_holds_the_reports_hyperparameters():

@@ -1,5 +1,10 @@
 """Tables over the store: mean and sample std of the logged models' validation accuracy per dataset x method,
-over the FINISHED per-seed runs of the baseline and the students; teachers apart, per dataset x domain."""
+over the FINISHED per-seed runs of the baseline and the students; teachers apart, per dataset x domain.
+
+A row describes one configuration. Reruns of a configuration count once (the newest run per seed), and
+where one method name was used for several configurations on a dataset (say `distill` with two alphas),
+the newest configuration is shown and the others are named in a note.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,20 +14,21 @@ from scipy import stats
 from .. import tracking
 from ..errors import InputError
 
-COLUMNS = ["dataset", "method", "n", "val_acc_mean", "val_acc_std"]
+
+def compare_table(experiment: str | None, teachers: bool = False, paired: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The table `kdtrack compare` prints, and notes on configurations it left out."""
+    runs = tracking.finished_seed_runs(experiment)
+    if teachers:
+        rows, notes = _current(runs[runs["task"] == "teacher"], ["dataset", "domain"])
+        return _summarise(rows, ["dataset", "domain"]), notes
+    rows, notes = _current(runs[runs["task"].isin(["baseline", "student"])], ["dataset", "method"])
+    return (paired_table(rows, paired) if paired else _summarise(rows, ["dataset", "method"])), notes
 
 
-def results_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Baseline and student seed runs; one run per configuration hash (the newest) so reruns count once."""
-    rows = runs[runs["task"].isin(["baseline", "student"])]
-    return _summarise(rows, ["dataset", "method"])
-
-
-def paired_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
+def paired_table(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per dataset x method, the difference from `reference` seed by seed (in points), its mean and
     sample std, and the paired t-test's two-sided p-value: is the gain larger than seed noise?"""
-    rows = _latest(runs[runs["task"].isin(["baseline", "student"])])
-    by_seed = rows.pivot_table(index=["dataset", "seed"], columns="method", values="model_val_acc")
+    by_seed = rows.pivot(index=["dataset", "seed"], columns="method", values="model_val_acc")
     if reference not in by_seed:
         raise InputError(f"method {reference!r}: no finished per-seed runs to compare against")
     table = []
@@ -32,27 +38,28 @@ def paired_table(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
             diff = 100 * (pairs[method] - pairs[reference]).to_numpy()
             if len(diff) == 0:
                 continue
-            p_value = stats.ttest_rel(pairs[method], pairs[reference]).pvalue if len(diff) > 1 and diff.std() > 0 else np.nan
+            varies = len(diff) > 1 and diff.std() > 0
             table.append({"dataset": dataset, "method": method, "n": len(diff), "diff_mean": diff.mean(),
-                          "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan, "p_value": p_value})
+                          "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                          "p_value": stats.ttest_rel(pairs[method], pairs[reference]).pvalue if varies else np.nan})
     return pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "p_value"])
 
 
-def teachers_table(runs: pd.DataFrame) -> pd.DataFrame:
-    return _summarise(runs[runs["task"] == "teacher"], ["dataset", "domain"])
-
-
-def load_seed_runs(experiment: str | None) -> pd.DataFrame:
-    return tracking.finished_seed_runs(experiment)
-
-
-def _latest(rows: pd.DataFrame) -> pd.DataFrame:
-    """One run per configuration hash, the newest, so that a rerun counts once."""
-    return rows.sort_values("start_time").drop_duplicates("config_hash", keep="last")
+def _current(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Per group, the runs of its newest configuration, one per seed (the newest)."""
+    rows = rows.fillna({"cell_hash": ""}).sort_values("start_time")
+    rows = rows.drop_duplicates(["config_hash", "method"], keep="last")
+    newest = rows.groupby(keys)["cell_hash"].transform("last")
+    notes = [
+        f"{' '.join(map(str, group))}: {len(cells) - 1} older configuration(s) left out "
+        "(give each configuration its own method name or experiment to compare them)"
+        for group, cells in rows.groupby(keys)["cell_hash"].unique().items()
+        if len(cells) > 1
+    ]
+    return rows[rows["cell_hash"] == newest], notes
 
 
 def _summarise(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    rows = _latest(rows)
     table = rows.groupby(keys, sort=True)["model_val_acc"].agg(n="count", val_acc_mean="mean", val_acc_std="std")
     table[["val_acc_mean", "val_acc_std"]] *= 100
     return table.reset_index()

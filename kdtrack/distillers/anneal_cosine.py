@@ -28,6 +28,10 @@ class AnnealCosine(Distiller):
             "mse": self.alpha * logit_mse(student, teacher),
         }
 
+    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+        """The loss changes definition between phases, so checkpoints are selected on cross-entropy."""
+        return {"ce": cross_entropy(student, labels)}
+
     def schedule(self, epoch: int) -> dict[str, float]:
         phi = self.phi(epoch)
         return {"temperature": phi, "phase": 1.0 if phi > 1 else 2.0}

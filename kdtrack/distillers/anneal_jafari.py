@@ -12,7 +12,7 @@ from .base import Distiller, cross_entropy, logit_mse
 class AnnealJafari(Distiller):
     def __init__(self, epochs: int, temperature: float, phase1_fraction: float = 0.5):
         super().__init__(epochs)
-        self.tau_max = max(1, round(temperature))
+        self.tau_max = max(1, int(temperature))
         self.phase1_epochs = max(1, round(epochs * phase1_fraction))
 
     def step_temperature(self, epoch: int) -> int:
@@ -23,6 +23,10 @@ class AnnealJafari(Distiller):
         if epoch < self.phase1_epochs:
             scale = self.step_temperature(epoch) / self.tau_max
             return {"mse": logit_mse(student, scale * teacher)}
+        return {"ce": cross_entropy(student, labels)}
+
+    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+        """The loss changes definition between phases, so checkpoints are selected on cross-entropy."""
         return {"ce": cross_entropy(student, labels)}
 
     def schedule(self, epoch: int) -> dict[str, float]:

@@ -16,14 +16,17 @@ from torch import Tensor
 class Distiller(ABC):
     """Given student logits, teacher logits and labels at an epoch, return the weighted loss terms."""
 
-    needs_teacher = True
-
     def __init__(self, epochs: int):
         self.epochs = epochs
 
     @abstractmethod
     def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         """Per-sample loss terms at `epoch` (0-based), each (M, N); the loss is their sum."""
+
+    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+        """What checkpoints are selected on: the training loss itself, unless its definition changes
+        during training (then losses of different epochs are not comparable)."""
+        return self.loss_terms(student, teacher, labels, epoch)
 
     def schedule(self, epoch: int) -> dict[str, float]:
         """Method-specific values to log at `epoch` (e.g. an annealed temperature); none by default."""

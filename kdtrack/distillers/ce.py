@@ -5,7 +5,5 @@ from .base import Distiller, cross_entropy
 
 
 class CrossEntropy(Distiller):
-    needs_teacher = False
-
     def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         return {"ce": cross_entropy(student, labels)}

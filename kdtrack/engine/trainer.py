@@ -66,7 +66,8 @@ def train(
 ) -> TrainResult:
     """Train every model of the stack; one optimizer step per training batch per epoch.
 
-    Checkpoints are selected on `selection` when given (a split held out from training), else on `valid`.
+    Checkpoints are selected on the distiller's selection loss over `selection` when given (a split held
+    out from training), else over `valid`; it is logged as `selection_loss` only in the first case.
     """
     optimizer = make_optimizer(model.parameters(), optim)
     scheduler = make_scheduler(optimizer, optim, epochs * len(train_batches))
@@ -83,10 +84,9 @@ def train(
         )
         model.eval()
         with torch.no_grad():
-            history["val_loss"][epoch], history["val_acc"][epoch] = _evaluate(model, distiller, valid, epoch)
+            history["val_loss"][epoch], history["val_acc"][epoch], loss = _evaluate(model, distiller, valid, epoch)
             if selection is not None:
-                history["selection_loss"][epoch] = _evaluate(model, distiller, selection, epoch)[0]
-            loss = history["selection_loss" if selection else "val_loss"][epoch]
+                loss = history["selection_loss"][epoch] = _evaluate(model, distiller, selection, epoch)[2]
             improved = loss < best_loss
             if improved.any():
                 best_loss = torch.where(improved, loss, best_loss)
@@ -105,7 +105,7 @@ def _train_epoch(model, distiller, batches, epoch, optimizer, scheduler) -> tupl
     loss_sum = acc_sum = count = 0.0
     for batch in batches:
         logits = model(batch.x, batch.mask)
-        loss = batch.mean(sum(distiller.loss_terms(logits, batch.teacher, batch.y, epoch).values()))
+        loss = _mean_loss(distiller.loss_terms, logits, batch, epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
@@ -118,10 +118,19 @@ def _train_epoch(model, distiller, batches, epoch, optimizer, scheduler) -> tupl
     return loss_sum / count, acc_sum / count
 
 
-def _evaluate(model, distiller, batch: Batch, epoch: int) -> tuple[Tensor, Tensor]:
+def _evaluate(model, distiller, batch: Batch, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per model: the loss, the accuracy and the selection loss on `batch`."""
     logits = model(batch.x, batch.mask)
-    loss = batch.mean(sum(distiller.loss_terms(logits, batch.teacher, batch.y, epoch).values()))
-    return loss, batch.mean(accuracy_terms(logits, batch.y))
+    return (
+        _mean_loss(distiller.loss_terms, logits, batch, epoch),
+        batch.mean(accuracy_terms(logits, batch.y)),
+        _mean_loss(distiller.selection_terms, logits, batch, epoch),
+    )
+
+
+def _mean_loss(terms, logits: Tensor, batch: Batch, epoch: int) -> Tensor:
+    """Each model's mean over its samples of the summed per-sample `terms`, (M,)."""
+    return batch.mean(sum(terms(logits, batch.teacher, batch.y, epoch).values()))
 
 
 def _keep_where(improved: Tensor, current: dict[str, Tensor], best: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -87,10 +87,10 @@ class StackedMLP(nn.Module):
         super().__init__()
         self.config = models[0].config
         self.n_models = len(models)
-        self._plan = [(type(layer).__name__, str(i)) for i, layer in enumerate(models[0])]
+        self._plan = [(type(layer).__name__, str(i), getattr(layer, "bias", None) is not None)
+                      for i, layer in enumerate(models[0])]
         states = [model.state_dict() for model in models]
-        self._template = states[0]
-        self._keys = [key for key in self._template if not key.endswith("num_batches_tracked")]
+        self._keys = [key for key in states[0] if not key.endswith("num_batches_tracked")]
         for key in self._keys:
             stacked = torch.stack([state[key] for state in states]).clone()
             if key.endswith(("weight", "bias")):
@@ -100,10 +100,10 @@ class StackedMLP(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         h = x
-        for kind, layer in self._plan:
+        for kind, layer, has_bias in self._plan:
             if kind == "Linear":
                 h = torch.matmul(h, self._get(layer, "weight").transpose(1, 2))
-                if hasattr(self, _attr(f"{layer}.bias")):
+                if has_bias:
                     h = h + self._get(layer, "bias").unsqueeze(1)
             elif kind == "BatchNorm1d":
                 h = self._batch_norm(h, layer, mask)
@@ -140,11 +140,9 @@ class StackedMLP(nn.Module):
 
     def unstack(self, snapshot: dict[str, Tensor], index: int) -> MLP:
         """Model `index` of a snapshot as a plain MLP in eval mode."""
-        state = {key: snapshot[key][index].clone() for key in self._keys}
-        for key, value in self._template.items():
-            if key.endswith("num_batches_tracked"):
-                state[key] = value.clone()
         model = MLP(self.config)
+        state = model.state_dict()
+        state.update({key: snapshot[key][index].clone() for key in self._keys})
         model.load_state_dict(state)
         return model.eval()
 

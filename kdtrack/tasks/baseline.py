@@ -1,12 +1,10 @@
 """Q1: one MLP on the mixed domains per seed."""
 from __future__ import annotations
 
-import dataclasses
-
 from .. import tracking
 from ..data.multidomain import load_multidomain
 from ..distillers import make_distiller
-from .common import Job, Member, fit_and_log, run_params, run_tags, skipped, task_hash, unfinished
+from .common import Job, Member, cell_hash, fit_and_log, hash_tags, pending_job, run_params, run_tags, seed_hash
 from .inputs import make_splits, shared_batch
 
 
@@ -16,14 +14,14 @@ def run_baseline(job: Job) -> str | None:
     splits = make_splits(data, job.train)
     tracking.use_experiment(job.experiment)
     label = job.label or "baseline"
-    seed_hash = lambda seed: task_hash("baseline", data, job.train, seed=seed)  # noqa: E731
-    if job.skip_finished:
-        job = dataclasses.replace(job, seeds=unfinished(job.seeds, seed_hash))
-        if not job.seeds:
-            skipped(data, label)
-            return None
-    with tracking.parent_run(f"baseline {data.name}", run_tags("baseline", data, job, label), run_params(job)) as parent_id:
-        members = [Member(seed, f"seed {seed}", {"seed": str(seed)}, data.valid, seed_hash(seed)) for seed in job.seeds]
+    cell = cell_hash("baseline", data, job.train)
+    job = pending_job(job, data, label, lambda seed: seed_hash(cell, seed))
+    if job is None:
+        return None
+    tags = {**run_tags("baseline", data, job, label), "cell_hash": cell, "config_hash": cell}
+    with tracking.parent_run(f"baseline {data.name}", tags, run_params(job)) as parent_id:
+        members = [Member(seed, f"seed {seed}", {"seed": str(seed), **hash_tags(cell, seed)}, {"seed": str(seed)}, data.valid)
+                   for seed in job.seeds]
         selection = None if splits.selection is None else shared_batch(splits.selection)
         fit_and_log(job, "baseline", label, data, members, make_distiller("ce", job.train.epochs),
                     [shared_batch(splits.fit)], shared_batch(splits.valid), selection, {})

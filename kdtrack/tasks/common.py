@@ -1,9 +1,11 @@
 """What every multi-domain task shares: the job, training a stack, logging its members, tags and hashes."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -13,17 +15,21 @@ from .. import tracking
 from ..data.multidomain import MultiDomainData, Split
 from ..distillers import Distiller
 from ..engine import Batch, TrainResult, train
+from ..errors import InputError
 from ..models.mlp import MLP, StackedMLP, init_mlps
 from ..progress import Progress
 from .inputs import fingerprint, tensors
 from .options import TrainOptions, config_hash
 
+HASH_VERSION = 2
+"""Part of every configuration hash: raise it when a change alters results, so nothing stale is reused."""
+
 
 @dataclass(frozen=True)
 class Job:
     """What every task is given. `label` is the method name its runs are tagged with (a study names its
-    cells with it). With `skip_finished`, seeds whose configuration already has a FINISHED run are left
-    out, so that an interrupted study resumes where it stopped."""
+    cells with it). With `skip_finished`, seeds that already have a FINISHED run of the same configuration
+    and label are left out, so that an interrupted study resumes where it stopped."""
 
     data: str
     seeds: tuple[int, ...]
@@ -33,16 +39,25 @@ class Job:
     label: str | None = None
     skip_finished: bool = False
 
+    def __post_init__(self):
+        if self.log_every < 0:
+            raise InputError(f"log-every must be 0 (auto) or positive, got {self.log_every}")
+
+    @property
+    def metric_every(self) -> int:
+        """`log_every`, or the automatic thinning for 0."""
+        return self.log_every or tracking.auto_log_every(self.train.epochs)
+
 
 @dataclass
 class Member:
-    """One model of a stack: its seed, its own tags, the split its accuracy is scored on, its hash."""
+    """One model of a stack: its seed, tags and params of its own, the split its accuracy is scored on."""
 
     seed: int
     name: str
     tags: dict[str, str]
+    params: dict[str, str]
     valid: Split
-    config_hash: str
 
 
 def fit(job: Job, task: str, data: MultiDomainData, seeds: list[int], distiller: Distiller,
@@ -57,11 +72,10 @@ def fit_and_log(job: Job, task: str, label: str, data: MultiDomainData, members:
                 train_batches: list[Batch], valid: Batch, selection: Batch | None, extra_params: dict[str, str]) -> list[str]:
     """Train the stack, log a child run per member and the parent's mean/std; the child run ids, in order."""
     model, result = fit(job, task, data, [member.seed for member in members], distiller, train_batches, valid, selection)
-    log_every = job.log_every or tracking.auto_log_every(job.train.epochs)
     run_ids, accuracies = [], []
     for index, member in enumerate(members):
         seed_run = _seed_run(job, task, label, data, model, result, index, member, extra_params)
-        run_ids.append(tracking.log_seed_run(seed_run, log_every))
+        run_ids.append(tracking.log_seed_run(seed_run, job.metric_every))
         accuracies.append(seed_run.summary["model_val_acc"])
     tracking.log_summary(mean_std("val_acc", accuracies))
     return run_ids
@@ -90,9 +104,8 @@ def _seed_run(job: Job, task: str, label: str, data: MultiDomainData, model: Sta
         "model_epoch": best_epoch if early else job.train.epochs,
         "model_val_acc": best_acc if early else final_acc,
     }
-    tags = {**run_tags(task, data, job, label), **member.tags, "config_hash": member.config_hash}
-    params = {**job.train.params(), **best.config.to_params(), **extra_params, "data": job.data, **member.tags}
-    params.pop("teacher_run_ids", None)
+    tags = {**run_tags(task, data, job, label), **member.tags}
+    params = {**job.train.params(), **best.config.to_params(), **extra_params, "data": job.data, **member.params}
     return tracking.SeedRun(member.name, tags, params, history, summary, best if early else last, data.valid.x[:5])
 
 
@@ -111,32 +124,37 @@ def mean_std(name: str, values: list[float]) -> dict[str, float]:
 
 
 def run_tags(task: str, data: MultiDomainData, job: Job, label: str) -> dict[str, str]:
-    return {
-        "task": task,
-        "dataset": data.name,
-        "method": label,
-        "selection": job.train.selection,
-        "data_sha256": fingerprint(data),
-    }
+    return {"task": task, "dataset": data.name, "method": label, "selection": job.train.selection,
+            "data_hash": fingerprint(data)}
 
 
 def run_params(job: Job) -> dict[str, str]:
-    log_every = job.log_every or tracking.auto_log_every(job.train.epochs)
-    return {**job.train.params(), "data": job.data, "seeds": ",".join(map(str, job.seeds)), "log_every": str(log_every)}
+    return {**job.train.params(), "data": job.data, "seeds": ",".join(map(str, job.seeds)),
+            "log_every": str(job.metric_every)}
 
 
-def task_hash(task: str, data: MultiDomainData, options: TrainOptions, **extra) -> str:
-    return config_hash({"task": task, "data": fingerprint(data), "train": options.params(), **extra})
+def cell_hash(task: str, data: MultiDomainData, options: TrainOptions, **extra) -> str:
+    """The configuration of a cell, all seeds alike: what `compare` groups by."""
+    return config_hash({"version": HASH_VERSION, "task": task, "data": fingerprint(data), "train": options.params(),
+                        **extra})
 
 
-def unfinished(seeds: tuple[int, ...], hash_of) -> tuple[int, ...]:
-    """The seeds whose configuration (`hash_of(seed)`, one hash or several) has no FINISHED run yet."""
-    def done(seed: int) -> bool:
-        hashes = hash_of(seed)
-        return all(tracking.find_finished(digest) for digest in ([hashes] if isinstance(hashes, str) else hashes))
-
-    return tuple(seed for seed in seeds if not done(seed))
+def seed_hash(cell: str, seed: int, **extra) -> str:
+    """One model's configuration: its cell's, and its seed (and domain, for a teacher)."""
+    return config_hash({"cell": cell, "seed": seed, **extra})
 
 
-def skipped(data: MultiDomainData, label: str) -> None:
-    print(f"{label} {data.name}: every seed already has a FINISHED run, skipped", file=sys.stderr, flush=True)
+def hash_tags(cell: str, seed: int, **extra) -> dict[str, str]:
+    return {"cell_hash": cell, "config_hash": seed_hash(cell, seed, **extra)}
+
+
+def pending_job(job: Job, data: MultiDomainData, label: str, hash_of: Callable[[int], str]) -> Job | None:
+    """Under `skip_finished`, the job less the seeds whose configuration (`hash_of(seed)`) already has a
+    FINISHED run labelled `label`; None when none is left. Otherwise the job itself."""
+    if not job.skip_finished:
+        return job
+    seeds = tuple(seed for seed in job.seeds if tracking.find_finished(hash_of(seed), method=label) is None)
+    if not seeds:
+        print(f"{label} {data.name}: every seed already has a FINISHED run, skipped", file=sys.stderr, flush=True)
+        return None
+    return dataclasses.replace(job, seeds=seeds)

@@ -47,6 +47,7 @@ def fingerprint(data: MultiDomainData) -> str:
     digest = hashlib.sha256()
     for split in (data.train, data.valid):
         for array in (split.x, split.y, split.d):
+            digest.update(str(array.shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:16]
 

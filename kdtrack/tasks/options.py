@@ -73,6 +73,8 @@ class DistillOptions:
         _require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
         _require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
         _require(0 < self.temperature < math.inf, f"temperature must be a positive finite number, got {self.temperature}")
+        _require(self.method != "anneal-jafari" or self.temperature == int(self.temperature),
+                 f"temperature (tau_max) must be a whole number for anneal-jafari, got {self.temperature}")
         _require(self.step_order in STEP_ORDERS, f"step-order must be one of {', '.join(STEP_ORDERS)}, got {self.step_order!r}")
 
     def params(self) -> dict[str, str]:

@@ -15,19 +15,22 @@ already have a FINISHED run of the same configuration hash, so an interrupted st
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .. import tracking
-from ..data.multidomain import load_multidomain
+from ..data.multidomain import MultiDomainData, load_multidomain
 from ..errors import InputError
 from .baseline import run_baseline
 from .common import Job
-from .distill import run_distill
+from .distill import check_student_data, run_distill, tuned_values
+from .inputs import make_splits
 from .options import DistillOptions, TrainOptions
-from .tune import TuneGrid, run_tune, tuned_values
+from .teachers import check_holdout, holdout_of
+from .tune import TuneGrid, run_tune
 
 TUNED = "tuned"
 
@@ -50,13 +53,19 @@ class StudyConfig:
     raw: dict
 
     def grid(self) -> TuneGrid:
-        tune = self.raw.get("tune", {})
-        return TuneGrid(tuple(map(float, tune.get("alphas", TuneGrid.alphas))),
-                        tuple(map(float, tune.get("temperatures", TuneGrid.temperatures))))
+        tune = self.raw.get("tune") or {}
+        try:
+            return TuneGrid(tuple(map(float, tune.get("alphas", TuneGrid.alphas))),
+                            tuple(map(float, tune.get("temperatures", TuneGrid.temperatures))))
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: tune.alphas and tune.temperatures must be lists of numbers") from None
 
     def tune_epochs(self) -> int | None:
         """Tuning may train shorter than the cells it tunes: the grid is many students at once."""
-        return self.raw.get("tune", {}).get("epochs")
+        epochs = (self.raw.get("tune") or {}).get("epochs")
+        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+            raise InputError(f"{self.path}: tune.epochs must be a positive whole number, got {epochs!r}")
+        return epochs
 
     def cells(self, dataset: str, epochs: int | None) -> list[Cell]:
         """Every method of the config, resolved for `dataset`; a bad value is an InputError naming it."""
@@ -66,6 +75,8 @@ class StudyConfig:
         cells = []
         for label, method in self.raw["methods"].items():
             where = f"{self.path}: methods.{label}"
+            if not isinstance(method, dict):
+                raise InputError(f"{where} must be a mapping, got {method!r}")
             train = self._options(where, {**base, **method.get("train", {})}, dataset)
             task = method.get("task", "distill")
             if task == "baseline":
@@ -107,25 +118,45 @@ def load_study_config(path: str) -> StudyConfig:
         raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("methods"), dict) or not raw["methods"]:
         raise InputError(f"{path}: a study config needs a `methods` mapping")
+    for section in ("train", "teachers", "tune"):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise InputError(f"{path}: `{section}` must be a mapping")
     return StudyConfig(path, raw)
 
 
 def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], epochs: int | None = None,
               experiment: str | None = None) -> str:
-    """Run (or resume) every cell; the study run id. Everything is checked before the first run opens."""
+    """Run (or resume) every cell; the study run id. Every dataset and cell is checked first, so a bad
+    config or file fails before any run opens."""
     config = load_study_config(config_path)
-    names = {path: load_multidomain(path).name for path in data_paths}
-    plan = [(path, cell) for path in data_paths for cell in config.cells(names[path], epochs)]
+    datasets = {path: load_multidomain(path) for path in data_paths}
+    names = [data.name for data in datasets.values()]
+    if len(set(names)) < len(names):
+        raise InputError(f"datasets must have distinct file names (they name the runs), got {', '.join(names)}")
+    plan = [(path, cell) for path, data in datasets.items() for cell in config.cells(data.name, epochs)]
+    for path, cell in plan:
+        _check_cell(datasets[path], path, cell, config.path)
+    tune_epochs = config.tune_epochs()
     grid = config.grid() if any(cell.tuned for _, cell in plan) else None
     tracking.use_experiment(experiment)
-    tags = {"task": "study", "dataset": ",".join(names.values()), "method": "study"}
+    tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
     params = {"config": config_path, "data": ",".join(data_paths), "seeds": ",".join(map(str, seeds)),
               "epochs": str(epochs or "")}
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
+        tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
         for number, (path, cell) in enumerate(plan, 1):
-            print(f"study: cell {number}/{len(plan)}: {cell.label} on {names[path]}", flush=True)
-            _run_cell(Job(path, seeds, cell.train, label=cell.label, skip_finished=True), cell, grid, config.tune_epochs())
+            print(f"study: cell {number}/{len(plan)}: {cell.label} on {datasets[path].name}", file=sys.stderr, flush=True)
+            _run_cell(Job(path, seeds, cell.train, label=cell.label, skip_finished=True), cell, grid, tune_epochs)
     return study_id
+
+
+def _check_cell(data: MultiDomainData, path: str, cell: Cell, where: str) -> None:
+    """What each task would find wrong with its inputs, found before the study starts."""
+    make_splits(data, cell.train)
+    if cell.task == "distill":
+        check_student_data(data, path)
+        make_splits(data, cell.teacher_train)
+        check_holdout(cell.train, holdout_of(cell.teacher_train.params()), f"{where}: methods.{cell.label}")
 
 
 def _run_cell(job: Job, cell: Cell, grid: TuneGrid | None, tune_epochs: int | None) -> None:
@@ -134,11 +165,10 @@ def _run_cell(job: Job, cell: Cell, grid: TuneGrid | None, tune_epochs: int | No
         return
     distill = cell.distill
     if cell.tuned:
-        tune_train = dataclasses.replace(job.train, epochs=tune_epochs or job.train.epochs)
+        tune_train = dataclasses.replace(job.train, epochs=min(tune_epochs or job.train.epochs, job.train.epochs))
         tune_job = dataclasses.replace(job, train=tune_train, label=f"{cell.label}-tune")
-        alpha, temperature = tuned_values(run_tune(tune_job, grid, DistillOptions(step_order=distill.step_order),
-                                                   teacher_train=cell.teacher_train))
-        chosen = {"alpha": alpha, "temperature": temperature}
+        tune_id = run_tune(tune_job, grid, DistillOptions(step_order=distill.step_order), teacher_train=cell.teacher_train)
+        chosen = dict(zip(("alpha", "temperature"), tuned_values(tune_id)))
         distill = dataclasses.replace(distill, **{key: chosen[key] for key in cell.tuned})
     run_distill(job, distill, teacher_train=cell.teacher_train)
 

@@ -13,8 +13,9 @@ from ..data.multidomain import MultiDomainData, Split, load_multidomain
 from ..data.splits import subset
 from ..distillers import make_distiller
 from ..errors import InputError
-from .common import Job, Member, fit_and_log, run_params, run_tags, task_hash
+from .common import Job, Member, cell_hash, fit_and_log, hash_tags, run_params, run_tags, seed_hash
 from .inputs import fingerprint, make_splits, teacher_stack_batch, tensors
+from .options import TrainOptions
 
 
 @dataclass
@@ -25,31 +26,40 @@ class TeacherRef:
     run_id: str | None = None
 
 
-Teachers = dict[tuple[int, int], TeacherRef]
-"""(seed, domain) -> teacher."""
+@dataclass
+class Teachers:
+    """The teachers of a configuration (`cell`, seedless), by (seed, domain)."""
+
+    cell: str
+    refs: dict[tuple[int, int], TeacherRef]
+    holdout: dict[str, str]
+    """The selection settings they trained under (see `check_holdout`)."""
 
 
 def run_teachers(job: Job) -> str:
     data = load_multidomain(job.data)
     make_splits(data, job.train)  # a bad holdout is an error before any run opens
     tracking.use_experiment(job.experiment)
-    with tracking.parent_run(f"teachers {data.name}", run_tags("teachers", data, job, "teacher"), run_params(job)) as parent_id:
-        _train_teachers(job, data, expected_teachers(job, data))
+    teachers = teacher_plan(job, data)
+    tags = {**run_tags("teachers", data, job, "teacher"), "cell_hash": teachers.cell, "config_hash": teachers.cell}
+    with tracking.parent_run(f"teachers {data.name}", tags, run_params(job)) as parent_id:
+        _train_teachers(job, data, teachers)
     return parent_id
 
 
-def teacher_hash(job: Job, data: MultiDomainData, seed: int, domain: int) -> str:
-    return task_hash("teacher", data, job.train, seed=seed, domain=domain)
+def teacher_plan(job: Job, data: MultiDomainData) -> Teachers:
+    """The teachers `job` trains, none of them trained yet."""
+    cell = cell_hash("teacher", data, job.train)
+    refs = {(seed, domain): TeacherRef(seed_hash(cell, seed, domain=domain)) for seed in job.seeds for domain in data.domains}
+    return Teachers(cell, refs, holdout_of(job.train.params()))
 
 
 def expected_teachers(job: Job, data: MultiDomainData) -> Teachers:
-    """The teachers `job` would train, each with its run if one of the same configuration has FINISHED."""
-    teachers = {}
-    for seed in job.seeds:
-        for domain in data.domains:
-            digest = teacher_hash(job, data, seed, domain)
-            run = tracking.find_finished(digest)
-            teachers[(seed, domain)] = TeacherRef(digest, run.info.run_id if run else None)
+    """`teacher_plan`, with the run of each teacher whose configuration has FINISHED before, in any experiment."""
+    teachers = teacher_plan(job, data)
+    for ref in teachers.refs.values():
+        run = tracking.find_finished(ref.config_hash)
+        ref.run_id = run.info.run_id if run else None
     return teachers
 
 
@@ -58,26 +68,41 @@ def teachers_of_run(run_id: str, data: MultiDomainData, seeds: tuple[int, ...]) 
     parent = tracking.get_run(run_id)
     if tracking.tag(parent, "task") != "teachers":
         raise InputError(f"run {run_id}: is not a teachers run (its kdtrack.task is {tracking.tag(parent, 'task')!r})")
-    if tracking.tag(parent, "data_sha256") != fingerprint(data):
+    if tracking.tag(parent, "data_hash") != fingerprint(data):
         raise InputError(f"run {run_id}: its teachers were trained on other data than {data.name!r}")
-    found = {}
+    refs = {}
     for child in tracking.child_runs(run_id):
         if child.info.status == "FINISHED":
             key = (int(tracking.tag(child, "seed")), int(tracking.tag(child, "domain")))
-            found[key] = TeacherRef(tracking.tag(child, "config_hash"), child.info.run_id)
-    absent = [f"seed {seed} domain {d}" for seed in seeds for d in data.domains if (seed, d) not in found]
+            refs[key] = TeacherRef(tracking.tag(child, "config_hash"), child.info.run_id)
+    absent = [f"seed {seed} domain {d}" for seed in seeds for d in data.domains if (seed, d) not in refs]
     if absent:
         raise InputError(f"run {run_id}: has no finished teacher for {', '.join(absent)}")
-    return found
+    return Teachers(tracking.tag(parent, "cell_hash") or run_id, refs, holdout_of(parent.data.params))
+
+
+def check_holdout(student: TrainOptions, teacher_holdout: dict[str, str], source: str) -> None:
+    """A student that selects on a holdout needs teachers that never trained on it: the same holdout."""
+    wanted = holdout_of(student.params())
+    if wanted["selection"] == "holdout" and teacher_holdout != wanted:
+        raise InputError(f"{source}: the teachers' selection settings {teacher_holdout} differ from the "
+                         f"student's {wanted}, so the teachers may have trained on the student's holdout")
+
+
+def holdout_of(params: dict[str, str]) -> dict[str, str]:
+    """The selection settings among run params (or TrainOptions.params())."""
+    return {key: params.get(key, "") for key in ("selection", "selection_fraction", "selection_seed")}
 
 
 def complete_teachers(job: Job, data: MultiDomainData, teachers: Teachers, seeds: tuple[int, ...]) -> None:
-    """Train, in a nested `teachers` run, every seed of `seeds` that lacks a finished teacher."""
-    missing = tuple(seed for seed in seeds if any(teachers[(seed, d)].run_id is None for d in data.domains))
+    """Train, in a nested `teachers` run, every seed of `seeds` that lacks a finished teacher of some domain
+    (all of that seed's domains train together, as one stack)."""
+    missing = tuple(seed for seed in seeds if any(teachers.refs[(seed, d)].run_id is None for d in data.domains))
     if not missing:
         return
     job = dataclasses.replace(job, seeds=missing, label=None)
-    with tracking.parent_run(f"teachers {data.name}", run_tags("teachers", data, job, "teacher"), run_params(job)):
+    tags = {**run_tags("teachers", data, job, "teacher"), "cell_hash": teachers.cell, "config_hash": teachers.cell}
+    with tracking.parent_run(f"teachers {data.name}", tags, run_params(job)):
         _train_teachers(job, data, teachers)
 
 
@@ -86,8 +111,10 @@ def _train_teachers(job: Job, data: MultiDomainData, teachers: Teachers) -> None
     splits = make_splits(data, job.train)
     domains, n_seeds = data.domains, len(job.seeds)
     members = [
-        Member(seed, f"seed {seed} domain {domain}", {"seed": str(seed), "domain": str(domain)},
-               subset(data.valid, np.flatnonzero(data.valid.d == domain)), teachers[(seed, domain)].config_hash)
+        Member(seed, f"seed {seed} domain {domain}",
+               {"seed": str(seed), "domain": str(domain), **hash_tags(teachers.cell, seed, domain=domain)},
+               {"seed": str(seed), "domain": str(domain)},
+               subset(data.valid, np.flatnonzero(data.valid.d == domain)))
         for seed in job.seeds
         for domain in domains
     ]
@@ -96,20 +123,21 @@ def _train_teachers(job: Job, data: MultiDomainData, teachers: Teachers) -> None
                           [teacher_stack_batch(splits.fit, domains, n_seeds)],
                           teacher_stack_batch(splits.valid, domains, n_seeds), selection, {})
     for member, run_id in zip(members, run_ids):
-        teachers[(member.seed, int(member.tags["domain"]))].run_id = run_id
+        teachers.refs[(member.seed, int(member.params["domain"]))].run_id = run_id
 
 
-def teacher_logits(teachers: Teachers, split: Split, seeds: tuple[int, ...]) -> Tensor:
-    """(seeds, N, C): each sample's logits from its in-domain teacher of each seed."""
-    x, _ = tensors(split)
-    logits = None
+def teacher_logits(teachers: Teachers, splits: list[Split], seeds: tuple[int, ...]) -> list[Tensor]:
+    """For each split, (seeds, N, C): each sample's logits from its in-domain teacher of each seed.
+    Each teacher is loaded from its run once."""
+    out = [None] * len(splits)
     for row, seed in enumerate(seeds):
-        for domain in np.unique(split.d).tolist():
-            teacher = tracking.load_mlp(teachers[(seed, domain)].run_id)
-            rows = torch.from_numpy(split.d == domain)
-            with torch.no_grad():
-                out = teacher(x[rows])
-            if logits is None:
-                logits = torch.zeros(len(seeds), len(x), out.shape[1])
-            logits[row, rows] = out
-    return logits
+        for domain in sorted({d for split in splits for d in np.unique(split.d).tolist()}):
+            teacher = tracking.load_mlp(teachers.refs[(seed, domain)].run_id)
+            for index, split in enumerate(splits):
+                rows = torch.from_numpy(split.d == domain)
+                with torch.no_grad():
+                    logits = teacher(tensors(split)[0][rows])
+                if out[index] is None:
+                    out[index] = torch.zeros(len(seeds), len(split.y), logits.shape[1])
+                out[index][row, rows] = logits
+    return out

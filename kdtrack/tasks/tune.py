@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import tracking
 from ..distillers import make_distiller
 from ..errors import InputError
-from .common import Job, accuracy, fit, mean_std, run_params, run_tags, selected, task_hash
+from .common import Job, accuracy, cell_hash, fit, mean_std, run_params, run_tags, selected
 from .distill import Students, prepare_students, student_batches
 from .inputs import tensors
 from .options import DistillOptions, TrainOptions
@@ -54,7 +54,7 @@ def run_tune(job: Job, grid: TuneGrid, distill: DistillOptions = DistillOptions(
     label = job.label or "tune"
     params = {**run_params(job), "step_order": distill.step_order, "teachers": teachers or "",
               "alphas": ",".join(map(str, grid.alphas)), "temperatures": ",".join(map(str, grid.temperatures))}
-    tags = {**run_tags("tune", data, job, label), "config_hash": digest}
+    tags = {**run_tags("tune", data, job, label), "cell_hash": digest, "config_hash": digest}
     with tracking.parent_run(f"tune {data.name}", tags, params) as parent_id:
         complete_teachers(students.teacher_job, data, students.teachers, job.seeds)
         scores = _score_trials(job, students, distill, grid)
@@ -67,15 +67,6 @@ def run_tune(job: Job, grid: TuneGrid, distill: DistillOptions = DistillOptions(
         tracking.log_summary({"best_alpha": alpha, "best_temperature": temperature,
                               "best_selection_acc": sum(scores[best][0]) / len(job.seeds)})
     return parent_id
-
-
-def tuned_values(run_id: str) -> tuple[float, float]:
-    """(alpha, temperature) chosen by a finished tune run."""
-    run = tracking.get_run(run_id)
-    metrics = run.data.metrics
-    if tracking.tag(run, "task") != "tune" or "best_alpha" not in metrics or run.info.status != "FINISHED":
-        raise InputError(f"run {run_id}: is not a finished tune run")
-    return metrics["best_alpha"], metrics["best_temperature"]
 
 
 def _score_trials(job: Job, students: Students, distill: DistillOptions, grid: TuneGrid) -> list[tuple[list[float], list[float]]]:
@@ -100,6 +91,5 @@ def _score_trials(job: Job, students: Students, distill: DistillOptions, grid: T
 
 
 def _tune_hash(job: Job, students: Students, distill: DistillOptions, grid: TuneGrid) -> str:
-    teacher_hashes = sorted(ref.config_hash for (seed, _), ref in students.teachers.items() if seed in job.seeds)
-    return task_hash("tune", students.data, job.train, seeds=list(job.seeds), step_order=distill.step_order,
-                     grid=dataclasses.asdict(grid), teachers=teacher_hashes)
+    return cell_hash("tune", students.data, job.train, seeds=sorted(job.seeds), step_order=distill.step_order,
+                     grid=dataclasses.asdict(grid), teachers=students.teachers.cell)

@@ -93,6 +93,11 @@ def log_trial(name: str, tags: dict[str, str], params: dict[str, str], metrics: 
     return run.info.run_id
 
 
+def log_text(text: str, name: str) -> None:
+    """A text artifact of the active run (a study's config, say)."""
+    mlflow.log_text(text, name)
+
+
 def log_summary(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
@@ -163,13 +168,14 @@ def child_runs(parent_id: str) -> list[Run]:
     )
 
 
-def find_finished(config_hash: str) -> Run | None:
-    """The newest FINISHED run of any experiment with this configuration hash, if any."""
+def find_finished(config_hash: str, method: str | None = None) -> Run | None:
+    """The newest FINISHED run of any experiment with this configuration hash (and `method` tag), if any."""
     client = MlflowClient()
     experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
     runs = client.search_runs(
         experiment_ids,
-        filter_string=f"tags.`{TAG}config_hash` = '{config_hash}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{TAG}config_hash` = '{config_hash}' and attributes.status = 'FINISHED'{method_filter}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -196,8 +202,8 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
         for run in runs
         if TAG + "seed" in run.data.tags
     ]
-    columns = ["task", "dataset", "method", "selection", "domain", "seed", "config_hash", "run_id", "start_time",
-               "model_val_acc"]
+    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash", "run_id",
+               "start_time", "model_val_acc"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -153,6 +153,7 @@ def test_report_config_holds_the_reports_hyperparameters():
         assert cells["kd-es"].teacher_train.early_stopping and not cells["kd"].teacher_train.early_stopping
         assert all(cell.train.selection == "validation" and cell.train.epochs == 30000 for cell in cells.values())
         assert cells["anneal"].distill.method == "anneal-cosine" and cells["kd"].distill.step_order == "per-domain"
+        assert cells["anneal"].train.early_stopping, "kdtrack keeps annealing's best cross-entropy checkpoint"
 
 
 @pytest.mark.parametrize("text,message", [

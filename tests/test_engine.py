@@ -124,8 +124,8 @@ def test_best_checkpoint_is_the_epoch_of_least_selection_loss(data):
         assert reloss == pytest.approx(losses.min(), rel=1e-5)
 
 
-def test_annealing_selects_checkpoints_on_cross_entropy(data):
-    """Annealing losses change definition between phases, so selection uses cross-entropy instead."""
+def test_annealing_selects_among_final_phase_checkpoints_on_their_loss(data):
+    """Annealing losses change definition between phases: only phase-2 epochs (here cross-entropy) compete."""
     x, y, xv, yv, teacher, teacher_valid = data
     stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
     selection = Batch(x[:50][None], y[:50][None], teacher=teacher[:, :50])
@@ -133,7 +133,8 @@ def test_annealing_selects_checkpoints_on_cross_entropy(data):
                    Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, OptimConfig(lr=0.05), selection=selection)
     for index in range(len(SEEDS)):
         losses = result.history["selection_loss"][:, index]
-        assert result.best_epoch[index] == np.argmin(losses) + 1
+        assert np.isinf(losses[: EPOCHS // 2]).all() and np.isfinite(losses[EPOCHS // 2 :]).all()
+        assert result.best_epoch[index] == np.argmin(losses) + 1 > EPOCHS // 2
         with torch.no_grad():
             ce = F.cross_entropy(stack.unstack(result.best, index)(x[:50]), y[:50]).item()
         assert ce == pytest.approx(losses.min(), rel=1e-5)

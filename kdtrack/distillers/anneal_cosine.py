@@ -7,7 +7,7 @@ import math
 
 from torch import Tensor
 
-from .base import Distiller, cross_entropy, logit_mse
+from .base import Distiller, cross_entropy, logit_mse, never_selected
 
 
 class AnnealCosine(Distiller):
@@ -29,8 +29,11 @@ class AnnealCosine(Distiller):
         }
 
     def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """The loss changes definition between phases, so checkpoints are selected on cross-entropy."""
-        return {"ce": cross_entropy(student, labels)}
+        """Phase 1 fits a scaled target, not the task, so only final-phase checkpoints are candidates,
+        compared on the final-phase loss."""
+        if self.phi(epoch) > 1:
+            return {"phase 1": never_selected(student)}
+        return self.loss_terms(student, teacher, labels, epoch)
 
     def schedule(self, epoch: int) -> dict[str, float]:
         phi = self.phi(epoch)

@@ -6,7 +6,7 @@ and ends at the teacher itself. Phase 2: cross-entropy on the labels alone.
 """
 from torch import Tensor
 
-from .base import Distiller, cross_entropy, logit_mse
+from .base import Distiller, cross_entropy, logit_mse, never_selected
 
 
 class AnnealJafari(Distiller):
@@ -26,8 +26,11 @@ class AnnealJafari(Distiller):
         return {"ce": cross_entropy(student, labels)}
 
     def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """The loss changes definition between phases, so checkpoints are selected on cross-entropy."""
-        return {"ce": cross_entropy(student, labels)}
+        """Phase 1 fits a scaled target, not the task, so only phase-2 checkpoints are candidates,
+        compared on the phase-2 loss (cross-entropy)."""
+        if epoch < self.phase1_epochs:
+            return {"phase 1": never_selected(student)}
+        return self.loss_terms(student, teacher, labels, epoch)
 
     def schedule(self, epoch: int) -> dict[str, float]:
         if epoch < self.phase1_epochs:

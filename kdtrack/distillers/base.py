@@ -25,7 +25,7 @@ class Distiller(ABC):
 
     def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         """What checkpoints are selected on: the training loss itself, unless its definition changes
-        during training (then losses of different epochs are not comparable)."""
+        during training (losses of different phases are not comparable)."""
         return self.loss_terms(student, teacher, labels, epoch)
 
     def schedule(self, epoch: int) -> dict[str, float]:
@@ -49,6 +49,11 @@ def soft_kl(student: Tensor, teacher: Tensor, temperature: float | Tensor) -> Te
 def logit_mse(student: Tensor, target: Tensor) -> Tensor:
     """Per-sample mean squared error over the classes, (M, N); its mean over samples is F.mse_loss."""
     return ((student - target) ** 2).mean(dim=-1)
+
+
+def never_selected(student: Tensor) -> Tensor:
+    """Per-sample infinite selection loss, (M, N): no checkpoint of such an epoch can be selected."""
+    return torch.full(student.shape[:-1], float("inf"))
 
 
 def accuracy_terms(logits: Tensor, labels: Tensor) -> Tensor:

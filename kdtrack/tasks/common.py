@@ -21,7 +21,7 @@ from ..progress import Progress
 from .inputs import fingerprint, tensors
 from .options import TrainOptions, config_hash
 
-HASH_VERSION = 2
+HASH_VERSION = 3
 """Part of every configuration hash: raise it when a change alters results, so nothing stale is reused."""
 
 

@@ -150,6 +150,7 @@ def test_report_config_holds_the_reports_hyperparameters():
         cells = {cell.label: cell for cell in config.cells(stem, None)}
         assert [(cells[m].distill.alpha, cells[m].distill.temperature) for m in ("kd", "kd-es")] == list(values[:2])
         assert cells["anneal"].distill.temperature == values[2][1]  # the report's T_max as tau_max
+        assert (cells["anneal-cosine"].distill.alpha, cells["anneal-cosine"].distill.temperature) == values[2]
         assert cells["kd-es"].train.early_stopping and not cells["kd"].train.early_stopping
         assert cells["kd-es"].teacher_train.early_stopping and not cells["kd"].teacher_train.early_stopping
         assert all(cell.train.selection == "validation" and cell.train.epochs == 30000 for cell in cells.values())

@@ -127,7 +127,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=_whole_number, default=defaults.epochs,
                        help=f"full-batch epochs (default {defaults.epochs}, the assignment's)")
-    train.add_argument("--hidden", type=parse_hidden, default=defaults.hidden,
+    train.add_argument("--hidden", type=_hidden, default=defaults.hidden,
                        help="hidden layer sizes, comma-separated (default 20,10)")
     train.add_argument("--batch-norm", type=_boolean, nargs="?", const=True, default=defaults.batch_norm,
                        help="batch norm before each ReLU (default false)")
@@ -236,6 +236,13 @@ def _compare(args: argparse.Namespace) -> None:
     for note in notes:
         print(f"kdtrack compare: {note}", file=sys.stderr)
     print(render(table, args.format))
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        return parse_hidden(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _floats(text: str) -> tuple[float, ...]:

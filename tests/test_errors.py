@@ -252,6 +252,13 @@ def test_bad_option_is_one_error_line_and_no_run(store, tmp_path, capsys, comman
     assert all_runs(store) == []
 
 
+@pytest.mark.parametrize("hidden", ["20,0", "20,x", ""])
+def test_bad_hidden_sizes_keep_their_own_message(store, tmp_path, capsys, hidden):
+    with pytest.raises(SystemExit):
+        main(["baseline", "--data", write_small(tmp_path), *SMALL_RUN, "--hidden", hidden])
+    assert f"argument --hidden: hidden sizes must be positive integers, got {hidden!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("command", "options", "option"), ARGPARSE_ERRORS)
 def test_option_refused_by_argparse_exits_2_naming_it(store, tmp_path, capsys, command, options, option):
     data = write_small(tmp_path)

@@ -40,7 +40,11 @@ class MLPConfig:
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
-    sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    """"20,10" -> (20, 10); a ValueError that says what is wrong otherwise."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
     if not sizes or min(sizes) < 1:
         raise ValueError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes

@@ -84,9 +84,14 @@ def train(
         )
         model.eval()
         with torch.no_grad():
-            history["val_loss"][epoch], history["val_acc"][epoch], loss = _evaluate(model, distiller, valid, epoch)
-            if selection is not None:
-                loss = history["selection_loss"][epoch] = _evaluate(model, distiller, selection, epoch)[2]
+            logits = model(valid.x, valid.mask)
+            history["val_loss"][epoch] = _mean_loss(distiller.loss_terms, logits, valid, epoch)
+            history["val_acc"][epoch] = valid.mean(accuracy_terms(logits, valid.y))
+            if selection is None:
+                loss = _mean_loss(distiller.selection_terms, logits, valid, epoch)
+            else:
+                logits = model(selection.x, selection.mask)
+                loss = history["selection_loss"][epoch] = _mean_loss(distiller.selection_terms, logits, selection, epoch)
             improved = loss < best_loss
             if improved.any():
                 best_loss = torch.where(improved, loss, best_loss)
@@ -116,16 +121,6 @@ def _train_epoch(model, distiller, batches, epoch, optimizer, scheduler) -> tupl
         acc_sum = acc_sum + batch.mean(accuracy_terms(logits.detach(), batch.y)) * weight
         count = count + weight
     return loss_sum / count, acc_sum / count
-
-
-def _evaluate(model, distiller, batch: Batch, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Per model: the loss, the accuracy and the selection loss on `batch`."""
-    logits = model(batch.x, batch.mask)
-    return (
-        _mean_loss(distiller.loss_terms, logits, batch, epoch),
-        batch.mean(accuracy_terms(logits, batch.y)),
-        _mean_loss(distiller.selection_terms, logits, batch, epoch),
-    )
 
 
 def _mean_loss(terms, logits: Tensor, batch: Batch, epoch: int) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import tracking
 from ..data.multidomain import load_multidomain
 from ..distillers import make_distiller
-from .common import Job, Member, cell_hash, fit_and_log, hash_tags, pending_job, run_params, run_tags, seed_hash
+from .common import Job, Member, cell_hash, cell_tags, fit_and_log, hash_tags, pending_job, run_params, seed_hash
 from .inputs import make_splits, shared_batch
 
 
@@ -18,7 +18,7 @@ def run_baseline(job: Job) -> str | None:
     job = pending_job(job, data, label, lambda seed: seed_hash(cell, seed))
     if job is None:
         return None
-    tags = {**run_tags("baseline", data, job, label), "cell_hash": cell, "config_hash": cell}
+    tags = cell_tags("baseline", data, job, label, cell)
     with tracking.parent_run(f"baseline {data.name}", tags, run_params(job)) as parent_id:
         members = [Member(seed, f"seed {seed}", {"seed": str(seed), **hash_tags(cell, seed)}, {"seed": str(seed)}, data.valid)
                    for seed in job.seeds]

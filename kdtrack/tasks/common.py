@@ -128,6 +128,11 @@ def run_tags(task: str, data: MultiDomainData, job: Job, label: str) -> dict[str
             "data_hash": fingerprint(data)}
 
 
+def cell_tags(task: str, data: MultiDomainData, job: Job, label: str, cell: str) -> dict[str, str]:
+    """A parent run's tags: its cell's hash stands for its configuration."""
+    return {**run_tags(task, data, job, label), "cell_hash": cell, "config_hash": cell}
+
+
 def run_params(job: Job) -> dict[str, str]:
     return {**job.train.params(), "data": job.data, "seeds": ",".join(map(str, job.seeds)),
             "log_every": str(job.metric_every)}

@@ -8,11 +8,10 @@ from ..data.multidomain import MultiDomainData, load_multidomain
 from ..distillers import make_distiller
 from ..engine import Batch
 from ..errors import InputError
-from .common import Job, Member, cell_hash, fit_and_log, hash_tags, pending_job, run_params, run_tags, seed_hash
+from .common import Job, Member, cell_hash, cell_tags, fit_and_log, hash_tags, pending_job, run_params, seed_hash
 from .inputs import Splits, domain_batches, fingerprint, make_splits, shared_batch
 from .options import DistillOptions, TrainOptions
-from .teachers import (Teachers, check_holdout, complete_teachers, expected_teachers, holdout_of, teacher_logits,
-                       teachers_of_run)
+from .teachers import Teachers, check_holdout, complete_teachers, expected_teachers, teacher_logits, teachers_of_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +63,7 @@ def run_distill(job: Job, distill: DistillOptions, teachers: str | None = None,
     if job is None:
         return None
     params = {**run_params(job), **distill.params(), "teachers": teachers or ""}
-    tags = {**run_tags("distill", data, job, label), "cell_hash": cell, "config_hash": cell}
-    with tracking.parent_run(f"distill {data.name}", tags, params) as parent_id:
+    with tracking.parent_run(f"distill {data.name}", cell_tags("distill", data, job, label, cell), params) as parent_id:
         complete_teachers(students.teacher_job, data, students.teachers, job.seeds)
         train_batches, valid, selection = student_batches(students, distill, job.seeds)
         members = []

@@ -13,7 +13,7 @@ from ..data.multidomain import MultiDomainData, Split, load_multidomain
 from ..data.splits import subset
 from ..distillers import make_distiller
 from ..errors import InputError
-from .common import Job, Member, cell_hash, fit_and_log, hash_tags, run_params, run_tags, seed_hash
+from .common import Job, Member, cell_hash, cell_tags, fit_and_log, hash_tags, run_params, seed_hash
 from .inputs import fingerprint, make_splits, teacher_stack_batch, tensors
 from .options import TrainOptions
 
@@ -40,11 +40,7 @@ def run_teachers(job: Job) -> str:
     data = load_multidomain(job.data)
     make_splits(data, job.train)  # a bad holdout is an error before any run opens
     tracking.use_experiment(job.experiment)
-    teachers = teacher_plan(job, data)
-    tags = {**run_tags("teachers", data, job, "teacher"), "cell_hash": teachers.cell, "config_hash": teachers.cell}
-    with tracking.parent_run(f"teachers {data.name}", tags, run_params(job)) as parent_id:
-        _train_teachers(job, data, teachers)
-    return parent_id
+    return _teachers_run(job, data, teacher_plan(job, data))
 
 
 def teacher_plan(job: Job, data: MultiDomainData) -> Teachers:
@@ -100,10 +96,15 @@ def complete_teachers(job: Job, data: MultiDomainData, teachers: Teachers, seeds
     missing = tuple(seed for seed in seeds if any(teachers.refs[(seed, d)].run_id is None for d in data.domains))
     if not missing:
         return
-    job = dataclasses.replace(job, seeds=missing, label=None)
-    tags = {**run_tags("teachers", data, job, "teacher"), "cell_hash": teachers.cell, "config_hash": teachers.cell}
-    with tracking.parent_run(f"teachers {data.name}", tags, run_params(job)):
+    _teachers_run(dataclasses.replace(job, seeds=missing, label=None), data, teachers)
+
+
+def _teachers_run(job: Job, data: MultiDomainData, teachers: Teachers) -> str:
+    """A `teachers` parent run that trains job.seeds x domains; its id."""
+    tags = cell_tags("teachers", data, job, "teacher", teachers.cell)
+    with tracking.parent_run(f"teachers {data.name}", tags, run_params(job)) as parent_id:
         _train_teachers(job, data, teachers)
+    return parent_id
 
 
 def _train_teachers(job: Job, data: MultiDomainData, teachers: Teachers) -> None:

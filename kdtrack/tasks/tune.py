@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import tracking
 from ..distillers import make_distiller
 from ..errors import InputError
-from .common import Job, accuracy, cell_hash, fit, mean_std, run_params, run_tags, selected
+from .common import Job, accuracy, cell_hash, cell_tags, fit, mean_std, run_params, run_tags, selected
 from .distill import Students, prepare_students, student_batches
 from .inputs import tensors
 from .options import DistillOptions, TrainOptions
@@ -54,8 +54,7 @@ def run_tune(job: Job, grid: TuneGrid, distill: DistillOptions = DistillOptions(
     label = job.label or "tune"
     params = {**run_params(job), "step_order": distill.step_order, "teachers": teachers or "",
               "alphas": ",".join(map(str, grid.alphas)), "temperatures": ",".join(map(str, grid.temperatures))}
-    tags = {**run_tags("tune", data, job, label), "cell_hash": digest, "config_hash": digest}
-    with tracking.parent_run(f"tune {data.name}", tags, params) as parent_id:
+    with tracking.parent_run(f"tune {data.name}", cell_tags("tune", data, job, label, digest), params) as parent_id:
         complete_teachers(students.teacher_job, data, students.teachers, job.seeds)
         scores = _score_trials(job, students, distill, grid)
         for (alpha, temperature), (acc, ce) in zip(grid.trials(), scores):

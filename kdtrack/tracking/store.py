@@ -171,7 +171,7 @@ def child_runs(parent_id: str) -> list[Run]:
 def find_finished(config_hash: str, method: str | None = None) -> Run | None:
     """The newest FINISHED run of any experiment with this configuration hash (and `method` tag), if any."""
     client = MlflowClient()
-    experiment_ids = [experiment.experiment_id for experiment in client.search_experiments()]
+    experiment_ids = _all_experiment_ids(client)
     method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
     runs = client.search_runs(
         experiment_ids,
@@ -192,7 +192,7 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
             raise InputError(f"experiment {experiment!r}: not found in the tracking store ({mlflow.get_tracking_uri()})")
         experiment_ids = [found.experiment_id]
     else:
-        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+        experiment_ids = _all_experiment_ids(client)
     runs = mlflow.search_runs(experiment_ids, filter_string="attributes.status = 'FINISHED'", output_format="list",
                               max_results=50000)
     rows = [
@@ -205,6 +205,10 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash", "run_id",
                "start_time", "model_val_acc"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _all_experiment_ids(client: MlflowClient) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments()]
 
 
 def tag(run: Run, key: str) -> str | None:

@@ -252,6 +252,26 @@ def test_bad_option_is_one_error_line_and_no_run(store, tmp_path, capsys, comman
     assert all_runs(store) == []
 
 
+def one_domain2_sample(arrays: dict) -> dict:
+    keep = (arrays["d_train"] != 2) | (np.arange(len(arrays["d_train"])) == np.flatnonzero(arrays["d_train"] == 2)[0])
+    return {**arrays, **{f"{field}_train": arrays[f"{field}_train"][keep] for field in "xyd"}}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_batch_norm_needs_two_samples_per_domain(store, tmp_path, capsys, command):
+    """One sample has no variance to normalise by; without the check the running variance is inf."""
+    path = tmp_path / "lonely.pkl"
+    pickled(one_domain2_sample)(path)
+    options = ["--selection", "validation", "--batch-norm"]
+    code, err = invoke([command, "--data", str(path), *SMALL_RUN, *options], capsys)
+    assert code == 2
+    assert_one_error_line(err, "batch norm needs 2 fit samples per domain, and the fit split has fewer of "
+                          "domain(s) [2] in 'lonely'")
+    assert all_runs(store) == []
+    code, _ = invoke([command, "--data", str(path), *SMALL_RUN, "--selection", "validation"], capsys)
+    assert code == 0
+
+
 @pytest.mark.parametrize("hidden", ["20,0", "20,x", ""])
 def test_bad_hidden_sizes_keep_their_own_message(store, tmp_path, capsys, hidden):
     with pytest.raises(SystemExit):

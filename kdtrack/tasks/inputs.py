@@ -29,17 +29,30 @@ class Splits:
 
 
 def make_splits(data: MultiDomainData, options: TrainOptions) -> Splits:
-    """The splits of `options`' selection policy; an InputError if the holdout leaves a domain without
-    fit or selection samples (every teacher needs both)."""
+    """The splits of `options`' selection policy; an InputError if a domain has too few fit or selection
+    samples (every teacher trains and selects on its own domain alone)."""
     if options.selection == "validation":
-        return Splits(data.train, None, data.valid, np.arange(len(data.train.y)), None)
-    fit_index, selection_index = selection_indices(data.train, options.selection_fraction, options.selection_seed)
-    for name, index in (("selection", selection_index), ("fit", fit_index)):
-        empty = sorted(set(data.domains) - set(data.train.d[index].tolist()))
-        if empty:
-            raise InputError(f"selection-fraction {options.selection_fraction} leaves the {name} split without "
-                             f"samples of domain(s) {empty} in {data.name!r}")
-    return Splits(subset(data.train, fit_index), subset(data.train, selection_index), data.valid, fit_index, selection_index)
+        fit_index, selection_index = np.arange(len(data.train.y)), None
+    else:
+        fit_index, selection_index = selection_indices(data.train, options.selection_fraction, options.selection_seed)
+        _require_per_domain(data, selection_index, "selection", 1, options)
+    # A batch norm over one sample has no variance: its running variance would divide by zero.
+    _require_per_domain(data, fit_index, "fit", 2 if options.batch_norm else 1, options)
+    return Splits(subset(data.train, fit_index), None if selection_index is None else subset(data.train, selection_index),
+                  data.valid, fit_index, selection_index)
+
+
+def _require_per_domain(data: MultiDomainData, index: np.ndarray, name: str, minimum: int,
+                        options: TrainOptions) -> None:
+    counts = dict(zip(*np.unique(data.train.d[index], return_counts=True)))
+    short = sorted(int(d) for d in data.domains if counts.get(d, 0) < minimum)
+    if not short:
+        return
+    if minimum == 1:
+        cause = f"selection-fraction {options.selection_fraction} leaves the {name} split without samples"
+    else:
+        cause = f"batch norm needs {minimum} {name} samples per domain, and the {name} split has fewer"
+    raise InputError(f"{cause} of domain(s) {short} in {data.name!r}")
 
 
 def fingerprint(data: MultiDomainData) -> str:

@@ -12,6 +12,7 @@ from .errors import InputError
 from .models.mlp import parse_hidden
 from .tasks.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
 from .tasks.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
+from .tracking import ACCURACY_METRICS
 
 DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
 DEFAULT_DATA = DEFAULT_DATASETS[0]
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--paired", metavar="METHOD", default=None,
                          help="instead, each method's per-seed difference from METHOD (points), its mean, std "
                          "and paired t-test p-value")
+    compare.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
+                         help="which validation accuracy: the logged model's, the best checkpoint's or the last "
+                         "epoch's (default model_val_acc)")
     compare.set_defaults(run=_compare)
     return parser
 
@@ -232,7 +236,7 @@ def _study(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from .compare.tables import compare_table, render
 
-    table, notes = compare_table(args.experiment_name, args.teachers, args.paired)
+    table, notes = compare_table(args.experiment_name, args.teachers, args.paired, args.metric)
     for note in notes:
         print(f"kdtrack compare: {note}", file=sys.stderr)
     print(render(table, args.format))

@@ -126,6 +126,9 @@ def test_compare_reports_the_seed_runs_mean_and_sample_std(tracking_uri, dataset
     assert csv[1].split(",")[:3] == ["small", "baseline", "3"]
     assert float(csv[1].split(",")[3]) == pytest.approx(100 * np.mean(accuracies), abs=0.005)
     assert float(csv[1].split(",")[4]) == pytest.approx(100 * np.std(accuracies, ddof=1), abs=0.005)
+    finals = [r.data.metrics["final_val_acc"] for r in seed_runs("baseline")][:3]
+    last_epoch = run(["compare", "--format", "csv", "--metric", "final_val_acc"]).strip().splitlines()
+    assert float(last_epoch[1].split(",")[3]) == pytest.approx(100 * np.mean(finals), abs=0.005)
     markdown = run(["compare"]).strip().splitlines()
     assert markdown[0] == "| dataset | method | n | val_acc_mean | val_acc_std |" and markdown[2].startswith("| small | baseline | 3 |")
     run(["teachers", "--data", dataset, "--seeds", "0", "--epochs", "5"])
@@ -174,6 +177,21 @@ def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, data
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"kdtrack: error: {config}") and message in err[0]
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_paired_table_compares_the_chosen_accuracy():
+    import pandas as pd
+
+    from kdtrack.compare.tables import paired_table
+
+    rows = pd.DataFrame({"dataset": "d", "seed": ["0", "1", "2"] * 2, "method": ["kd"] * 3 + ["kd-bn"] * 3,
+                         "model_val_acc": [0.90, 0.80, 0.70, 0.91, 0.82, 0.70],
+                         "final_val_acc": [0.90, 0.80, 0.70, 0.80, 0.80, 0.80]})
+    by_model = paired_table(rows, "kd").iloc[0]
+    by_last = paired_table(rows, "kd", "final_val_acc").iloc[0]
+    assert (by_model["method"], by_model["n"]) == ("kd-bn", 3)
+    assert by_model["diff_mean"] == pytest.approx(1.0) and by_model["diff_std"] == pytest.approx(1.0)
+    assert by_last["diff_mean"] == pytest.approx(0.0) and by_last["diff_std"] == pytest.approx(10.0)
 
 
 def test_paired_comparison_matches_a_hand_computation(tracking_uri, dataset):

@@ -1,5 +1,6 @@
-"""Tables over the store: mean and sample std of the logged models' validation accuracy per dataset x method,
-over the FINISHED per-seed runs of the baseline and the students; teachers apart, per dataset x domain.
+"""Tables over the store: mean and sample std of the validation accuracy (by default the logged models')
+per dataset x method, over the FINISHED per-seed runs of the baseline and the students; teachers apart, per
+dataset x domain.
 
 A row describes one configuration. Reruns of a configuration count once (the newest run per seed), and
 where one method name was used for several configurations on a dataset (say `distill` with two alphas),
@@ -15,20 +16,22 @@ from .. import tracking
 from ..errors import InputError
 
 
-def compare_table(experiment: str | None, teachers: bool = False, paired: str | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The table `kdtrack compare` prints, and notes on configurations it left out."""
+def compare_table(experiment: str | None, teachers: bool = False, paired: str | None = None,
+                  metric: str = "model_val_acc") -> tuple[pd.DataFrame, list[str]]:
+    """The table `kdtrack compare` prints, and notes on configurations it left out. `metric` is one of
+    tracking.ACCURACY_METRICS."""
     runs = tracking.finished_seed_runs(experiment)
     if teachers:
         rows, notes = _current(runs[runs["task"] == "teacher"], ["dataset", "domain"])
-        return _summarise(rows, ["dataset", "domain"]), notes
+        return _summarise(rows, ["dataset", "domain"], metric), notes
     rows, notes = _current(runs[runs["task"].isin(["baseline", "student"])], ["dataset", "method"])
-    return (paired_table(rows, paired) if paired else _summarise(rows, ["dataset", "method"])), notes
+    return (paired_table(rows, paired, metric) if paired else _summarise(rows, ["dataset", "method"], metric)), notes
 
 
-def paired_table(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
+def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
     """Per dataset x method, the difference from `reference` seed by seed (in points), its mean and
     sample std, and the paired t-test's two-sided p-value: is the gain larger than seed noise?"""
-    by_seed = rows.pivot(index=["dataset", "seed"], columns="method", values="model_val_acc")
+    by_seed = rows.pivot(index=["dataset", "seed"], columns="method", values=metric)
     if reference not in by_seed:
         raise InputError(f"method {reference!r}: no finished per-seed runs to compare against")
     table = []
@@ -59,8 +62,8 @@ def _current(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[st
     return rows[rows["cell_hash"] == newest], notes
 
 
-def _summarise(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    table = rows.groupby(keys, sort=True)["model_val_acc"].agg(n="count", val_acc_mean="mean", val_acc_std="std")
+def _summarise(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    table = rows.groupby(keys, sort=True)[metric].agg(n="count", val_acc_mean="mean", val_acc_std="std")
     table[["val_acc_mean", "val_acc_std"]] *= 100
     return table.reset_index()
 

@@ -1,4 +1,5 @@
 from .store import (
+    ACCURACY_METRICS,
     SeedRun,
     auto_log_every,
     child_runs,
@@ -16,6 +17,7 @@ from .store import (
 )
 
 __all__ = [
+    "ACCURACY_METRICS",
     "SeedRun",
     "auto_log_every",
     "child_runs",

@@ -29,6 +29,8 @@ TAG = "kdtrack."
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
 _METRICS_PER_CALL = 1000  # MLflow's log_batch limit
+ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
+"""A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
 
 
 @dataclass
@@ -184,7 +186,7 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
 
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its
-    `model_val_acc` and start time, one row per run."""
+    summary accuracies and start time, one row per run."""
     client = MlflowClient()
     if experiment:
         found = client.get_experiment_by_name(experiment)
@@ -198,12 +200,12 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     rows = [
         {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
          "run_id": run.info.run_id, "start_time": run.info.start_time,
-         "model_val_acc": run.data.metrics.get("model_val_acc")}
+         **{metric: run.data.metrics.get(metric) for metric in ACCURACY_METRICS}}
         for run in runs
         if TAG + "seed" in run.data.tags
     ]
     columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash", "run_id",
-               "start_time", "model_val_acc"]
+               "start_time", *ACCURACY_METRICS]
     return pd.DataFrame(rows, columns=columns)
 
 

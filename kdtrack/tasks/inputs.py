@@ -35,24 +35,21 @@ def make_splits(data: MultiDomainData, options: TrainOptions) -> Splits:
         fit_index, selection_index = np.arange(len(data.train.y)), None
     else:
         fit_index, selection_index = selection_indices(data.train, options.selection_fraction, options.selection_seed)
-        _require_per_domain(data, selection_index, "selection", 1, options)
-    # A batch norm over one sample has no variance: its running variance would divide by zero.
-    _require_per_domain(data, fit_index, "fit", 2 if options.batch_norm else 1, options)
+        for name, index in (("selection", selection_index), ("fit", fit_index)):
+            _require_per_domain(data, index, 1, f"selection-fraction {options.selection_fraction} leaves the {name} "
+                                "split without samples")
+    if options.batch_norm:  # a batch norm over one sample has no variance: its running variance would be inf
+        _require_per_domain(data, fit_index, 2, "batch norm needs 2 fit samples per domain, and the fit split has fewer")
     return Splits(subset(data.train, fit_index), None if selection_index is None else subset(data.train, selection_index),
                   data.valid, fit_index, selection_index)
 
 
-def _require_per_domain(data: MultiDomainData, index: np.ndarray, name: str, minimum: int,
-                        options: TrainOptions) -> None:
+def _require_per_domain(data: MultiDomainData, index: np.ndarray, minimum: int, problem: str) -> None:
+    """An InputError naming `problem` and the domains with fewer than `minimum` samples among `index`."""
     counts = dict(zip(*np.unique(data.train.d[index], return_counts=True)))
     short = sorted(int(d) for d in data.domains if counts.get(d, 0) < minimum)
-    if not short:
-        return
-    if minimum == 1:
-        cause = f"selection-fraction {options.selection_fraction} leaves the {name} split without samples"
-    else:
-        cause = f"batch norm needs {minimum} {name} samples per domain, and the {name} split has fewer"
-    raise InputError(f"{cause} of domain(s) {short} in {data.name!r}")
+    if short:
+        raise InputError(f"{problem} of domain(s) {short} in {data.name!r}")
 
 
 def fingerprint(data: MultiDomainData) -> str:

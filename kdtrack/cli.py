@@ -10,8 +10,8 @@ from .distillers import DISTILL_METHODS
 from .engine.optim import OPTIMIZERS, SCHEDULES
 from .errors import InputError
 from .models.mlp import parse_hidden
-from .tasks.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
-from .tasks.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
+from .multidomain.cells.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
+from .multidomain.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
 from .tracking import ACCURACY_METRICS
 
 DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
@@ -188,46 +188,47 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 
 
 def _job(args: argparse.Namespace):
-    from .tasks.common import Job
+    from .multidomain.tasks import Job
 
     return Job(args.data, parse_seeds(args.seeds), _train_options(args), args.experiment_name, args.log_every)
 
 
 def _make_data(args: argparse.Namespace) -> None:
-    from .data import make_multidomain, save_multidomain
+    from .multidomain import make_multidomain, save_multidomain
 
     save_multidomain(make_multidomain(args.separation, args.seed, name=Path(args.out).stem), args.out)
     print(args.out)
 
 
 def _baseline(args: argparse.Namespace) -> None:
-    from .tasks.baseline import run_baseline
+    from .multidomain.tasks import run_baseline
 
     print(run_baseline(_job(args)))
 
 
 def _teachers(args: argparse.Namespace) -> None:
-    from .tasks.teachers import run_teachers
+    from .multidomain.tasks import run_teachers
 
     print(run_teachers(_job(args)))
 
 
 def _distill(args: argparse.Namespace) -> None:
-    from .tasks.distill import run_distill
+    from .multidomain.tasks import run_distill
 
     distill = DistillOptions(args.method, args.alpha, args.temperature, args.step_order)
     print(run_distill(_job(args), distill, teachers=args.teachers or None, tuned=args.tuned or None))
 
 
 def _tune(args: argparse.Namespace) -> None:
-    from .tasks.tune import TuneGrid, run_tune
+    from .multidomain.cells.tune import TuneGrid
+    from .multidomain.tasks import run_tune
 
     grid = TuneGrid(args.alphas, args.temperatures)
-    print(run_tune(_job(args), grid, DistillOptions(step_order=args.step_order), teachers=args.teachers or None))
+    print(run_tune(_job(args), grid, args.step_order, teachers=args.teachers or None))
 
 
 def _study(args: argparse.Namespace) -> None:
-    from .tasks.study import run_study
+    from .multidomain.study import run_study
 
     paths = [path.strip() for path in args.data.split(",") if path.strip()]
     print(run_study(args.config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name))

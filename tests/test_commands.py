@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
-from kdtrack.data import load_multidomain
+from kdtrack.multidomain import load_multidomain
 
 SEEDS = "0,10"
 EPOCHS = 40

@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdtrack.data import (
+from kdtrack.multidomain import (
     REQUIRED_KEYS,
     MultiDomainData,
     load_multidomain,
     make_multidomain,
     save_multidomain,
 )
-from kdtrack.data.generate import DISK_RADIUS, domain_centres
+from kdtrack.multidomain.generate import DISK_RADIUS, domain_centres
 from kdtrack.errors import InputError
 
 REAL_FILES = ["data.pkl", "data_d0.75.pkl", "data_d0.5.pkl", "data_d0.25.pkl"]

@@ -18,9 +18,9 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 import kdtrack.engine
-import kdtrack.tasks
+import kdtrack.multidomain.cells
 from kdtrack.cli import main
-from kdtrack.data import make_multidomain, save_multidomain
+from kdtrack.multidomain import make_multidomain, save_multidomain
 
 COMMANDS = ["baseline", "teachers", "distill"]
 SMALL_RUN = ["--seeds", "0", "--epochs", "2"]
@@ -364,18 +364,18 @@ def interrupt_training(monkeypatch) -> None:
         raise KeyboardInterrupt
 
     patched = []
-    for info in pkgutil.iter_modules(kdtrack.tasks.__path__):
-        module = importlib.import_module(f"kdtrack.tasks.{info.name}")
+    for info in pkgutil.iter_modules(kdtrack.multidomain.cells.__path__):
+        module = importlib.import_module(f"kdtrack.multidomain.cells.{info.name}")
         if getattr(module, "train", None) is kdtrack.engine.train:
             monkeypatch.setattr(module, "train", interrupted)
             patched.append(module.__name__)
-    assert patched, "no task module calls kdtrack.engine.train"
+    assert patched, "no cell module calls kdtrack.engine.train"
 
 
 @pytest.mark.parametrize(("command", "tasks"), [
     ("baseline", ["baseline"]),
     ("teachers", ["teachers"]),
-    ("distill", ["distill", "teachers"]),  # distill opens its run, then a nested one to train missing teachers
+    ("distill", ["teachers"]),  # the teachers a student needs train first, in a run of their own
 ])
 def test_interrupted_command_exits_130_and_its_runs_end_failed(store, tmp_path, capsys, monkeypatch, command, tasks):
     data = write_small(tmp_path)

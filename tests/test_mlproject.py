@@ -13,7 +13,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import build_parser
-from kdtrack.data import make_multidomain, save_multidomain
+from kdtrack.multidomain import make_multidomain, save_multidomain
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
-from kdtrack.data import make_multidomain, save_multidomain
-from kdtrack.tasks.study import load_study_config
+from kdtrack.multidomain import make_multidomain, save_multidomain
+from kdtrack.multidomain.study import load_study_config
 
 SEEDS = "0,10"
 
@@ -93,7 +93,8 @@ def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path)
     study_id = run(argv).split()[-1]
 
     cells = children(study_id)
-    assert {(c.data.tags["kdtrack.dataset"], c.data.tags["kdtrack.method"]) for c in cells if c.data.tags["kdtrack.task"] != "tune"} \
+    assert {(c.data.tags["kdtrack.dataset"], c.data.tags["kdtrack.method"]) for c in cells
+            if c.data.tags["kdtrack.task"] not in ("tune", "teachers")} \
         == {(d, m) for d in ("small", "other") for m in ("baseline", "kd-es", "anneal", "anneal-twin")}
     assert len(seed_runs("baseline")) == 4 and len(seed_runs("student")) == 12
     assert len(seed_runs("teacher")) == 2 * 2 * 3  # shared by every student
@@ -150,7 +151,7 @@ def test_report_config_holds_the_reports_hyperparameters():
         "data_d0.25": ((0.5, 18), (0.3, 9), (0.72, 33)),
     }
     for stem, values in expected.items():
-        cells = {cell.label: cell for cell in config.cells(stem, None)}
+        cells = {method.label: method for method in config.methods(stem, None)}
         assert [(cells[m].distill.alpha, cells[m].distill.temperature) for m in ("kd", "kd-es")] == list(values[:2])
         assert cells["anneal"].distill.temperature == values[2][1]  # the report's T_max as tau_max
         assert (cells["anneal-cosine"].distill.alpha, cells["anneal-cosine"].distill.temperature) == values[2]

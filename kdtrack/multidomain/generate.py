@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from kdtrack.data.multidomain import MultiDomainData, Split
+from kdtrack.multidomain.data import MultiDomainData, Split
 from kdtrack.errors import InputError
 
 N_DOMAINS = 3

@@ -1,8 +1,6 @@
-"""The options every task takes, checked once, logged as params and hashed into a configuration id."""
+"""The options of the multi-domain tasks, checked once, logged as params and hashed into a cell's identity."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -90,12 +88,6 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     _require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
     _require(min(seeds) >= 0 and max(seeds) < MAX_SEED, f"seeds must lie in [0, 2**32), got {text!r}")
     return seeds
-
-
-def config_hash(payload: dict) -> str:
-    """A short stable id of everything that determines a result."""
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _coerce_numbers(options) -> None:

@@ -12,11 +12,13 @@ dtypes, whose bytes numpy copies without interpreting them.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +44,32 @@ class Split:
 
 @dataclass(frozen=True, eq=False)
 class MultiDomainData:
+    """A dataset: its name (the file stem, which names runs), its splits, and the file it came from."""
+
     name: str
     train: Split
     valid: Split
+    source: str = ""
 
     @property
     def domains(self) -> list[int]:
         """The sorted distinct training domains."""
         return [int(domain) for domain in np.unique(self.train.d)]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the content, so that a renamed copy of a file is recognised as the same data."""
+        return split_fingerprint(self.train, self.valid)
+
+
+def split_fingerprint(*splits: Split) -> str:
+    """A short hash of the content of `splits`."""
+    digest = hashlib.sha256()
+    for split in splits:
+        for array in (split.x, split.y, split.d):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def load_multidomain(path: str | os.PathLike) -> MultiDomainData:
@@ -64,7 +84,7 @@ def load_multidomain(path: str | os.PathLike) -> MultiDomainData:
     except _Problem as problem:
         message = " ".join(f"{path}: {problem}".splitlines())
         raise InputError(message) from problem.__cause__
-    return MultiDomainData(name=path.stem, train=train, valid=valid)
+    return MultiDomainData(name=path.stem, train=train, valid=valid, source=str(path))
 
 
 def save_multidomain(data: MultiDomainData, path: str | os.PathLike) -> None:

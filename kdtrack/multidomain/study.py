@@ -15,29 +15,28 @@ already have a FINISHED run of the same configuration hash, so an interrupted st
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .. import tracking
-from ..data.multidomain import MultiDomainData, load_multidomain
+from ..cells import Cell
 from ..errors import InputError
-from .baseline import run_baseline
-from .common import Job
-from .distill import check_student_data, run_distill, tuned_values
-from .inputs import make_splits
+from ..scheduler import run_cells
+from .cells.baseline import BaselineCell
+from .cells.students import TUNABLE, StudentCell
+from .cells.teachers import TeachersCell
+from .cells.tune import TuneCell, TuneGrid
+from .data import MultiDomainData, load_multidomain
 from .options import DistillOptions, TrainOptions
-from .teachers import check_holdout, holdout_of
-from .tune import TuneGrid, run_tune
 
 TUNED = "tuned"
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One method on one dataset."""
+class Method:
+    """One method of a study config, resolved for one dataset."""
 
     label: str
     task: str
@@ -67,12 +66,12 @@ class StudyConfig:
             raise InputError(f"{self.path}: tune.epochs must be a positive whole number, got {epochs!r}")
         return epochs
 
-    def cells(self, dataset: str, epochs: int | None) -> list[Cell]:
+    def methods(self, dataset: str, epochs: int | None) -> list[Method]:
         """Every method of the config, resolved for `dataset`; a bad value is an InputError naming it."""
         base = {**self.raw.get("train", {}), **({"epochs": epochs} if epochs else {})}
         if "epochs" not in base and "epochs" in self.raw:
             base["epochs"] = self.raw["epochs"]
-        cells = []
+        methods = []
         for label, method in self.raw["methods"].items():
             where = f"{self.path}: methods.{label}"
             if not isinstance(method, dict):
@@ -80,7 +79,7 @@ class StudyConfig:
             train = self._options(where, {**base, **method.get("train", {})}, dataset)
             task = method.get("task", "distill")
             if task == "baseline":
-                cells.append(Cell(label, task, train))
+                methods.append(Method(label, task, train))
                 continue
             if task != "distill":
                 raise InputError(f"{where}.task must be baseline or distill, got {task!r}")
@@ -88,9 +87,29 @@ class StudyConfig:
             teacher_train = self._options(f"{where}.teachers", {**base, **teacher_settings}, dataset)
             values = {key: _for_dataset(f"{where}.distill.{key}", value, dataset)
                       for key, value in method.get("distill", {}).items()}
-            tuned = tuple(key for key in ("alpha", "temperature") if values.get(key) == TUNED)
+            tuned = tuple(key for key in TUNABLE if values.get(key) == TUNED)
             distill = _build(f"{where}.distill", DistillOptions, {k: v for k, v in values.items() if v != TUNED})
-            cells.append(Cell(label, task, train, teacher_train, distill, tuned))
+            methods.append(Method(label, task, train, teacher_train, distill, tuned))
+        return methods
+
+    def cells(self, data: MultiDomainData, seeds: tuple[int, ...], epochs: int | None) -> list[Cell]:
+        """The study's cells on `data`: one per method (a tuned method's tune cell is its dependency)."""
+        grid, tune_epochs = self.grid(), self.tune_epochs()
+        cells = []
+        for method in self.methods(data.name, epochs):
+            where = f"{self.path}: methods.{method.label}"
+            common = {"data": data, "seeds": seeds, "train": method.train, "label": method.label}
+            if method.task == "baseline":
+                cells.append(_build(where, BaselineCell, common))
+                continue
+            teachers = _build(f"{where}.teachers", TeachersCell, {"data": data, "seeds": seeds, "train": method.teacher_train})
+            tuned_by = None
+            if method.tuned:
+                tune_train = dataclasses.replace(method.train, epochs=min(tune_epochs or method.train.epochs, method.train.epochs))
+                tuned_by = _build(where, TuneCell, {**common, "train": tune_train, "label": f"{method.label}-tune", "grid": grid,
+                                                    "step_order": method.distill.step_order, "teachers": teachers})
+            cells.append(_build(where, StudentCell, {**common, "distill": method.distill, "teachers": teachers,
+                                                     "tuned_by": tuned_by, "tuned": method.tuned}))
         return cells
 
     def _teacher_settings(self, where: str, name: str | None) -> dict:
@@ -129,52 +148,23 @@ def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], e
     """Run (or resume) every cell; the study run id. Every dataset and cell is checked first, so a bad
     config or file fails before any run opens."""
     config = load_study_config(config_path)
-    datasets = {path: load_multidomain(path) for path in data_paths}
-    names = [data.name for data in datasets.values()]
+    datasets = [load_multidomain(path) for path in data_paths]
+    names = [data.name for data in datasets]
     if len(set(names)) < len(names):
         raise InputError(f"datasets must have distinct file names (they name the runs), got {', '.join(names)}")
-    plan = [(path, cell) for path, data in datasets.items() for cell in config.cells(data.name, epochs)]
-    for path, cell in plan:
-        _check_cell(datasets[path], path, cell, config.path)
-    tune_epochs = config.tune_epochs()
-    grid = config.grid() if any(cell.tuned for _, cell in plan) else None
+    cells = [cell for data in datasets for cell in config.cells(data, seeds, epochs)]
     tracking.use_experiment(experiment)
     tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
     params = {"config": config_path, "data": ",".join(data_paths), "seeds": ",".join(map(str, seeds)),
               "epochs": str(epochs or "")}
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
-        for number, (path, cell) in enumerate(plan, 1):
-            print(f"study: cell {number}/{len(plan)}: {cell.label} on {datasets[path].name}", file=sys.stderr, flush=True)
-            _run_cell(Job(path, seeds, cell.train, label=cell.label, skip_finished=True), cell, grid, tune_epochs)
+        run_cells(cells, resume=True)
     return study_id
 
 
-def _check_cell(data: MultiDomainData, path: str, cell: Cell, where: str) -> None:
-    """What each task would find wrong with its inputs, found before the study starts."""
-    make_splits(data, cell.train)
-    if cell.task == "distill":
-        check_student_data(data, path)
-        make_splits(data, cell.teacher_train)
-        check_holdout(cell.train, holdout_of(cell.teacher_train.params()), f"{where}: methods.{cell.label}")
-
-
-def _run_cell(job: Job, cell: Cell, grid: TuneGrid | None, tune_epochs: int | None) -> None:
-    if cell.task == "baseline":
-        run_baseline(job)
-        return
-    distill = cell.distill
-    if cell.tuned:
-        tune_train = dataclasses.replace(job.train, epochs=min(tune_epochs or job.train.epochs, job.train.epochs))
-        tune_job = dataclasses.replace(job, train=tune_train, label=f"{cell.label}-tune")
-        tune_id = run_tune(tune_job, grid, DistillOptions(step_order=distill.step_order), teacher_train=cell.teacher_train)
-        chosen = dict(zip(("alpha", "temperature"), tuned_values(tune_id)))
-        distill = dataclasses.replace(distill, **{key: chosen[key] for key in cell.tuned})
-    run_distill(job, distill, teacher_train=cell.teacher_train)
-
-
 def _build(where: str, kind, values: dict):
-    """Options from config values; an unknown key or a bad value is an InputError saying where."""
+    """Options or a cell from config values; an unknown key or a bad value is an InputError saying where."""
     try:
         return kind(**values)
     except (TypeError, InputError) as error:

@@ -1,0 +1,1 @@
+"""The multi-domain study's cells, one module per kind: baseline, teachers, students, tune."""

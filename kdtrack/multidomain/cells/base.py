@@ -1,0 +1,123 @@
+"""What the multi-domain cells share: their data and options, training a stack of MLPs, and logging a run
+per model of the stack."""
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ... import tracking
+from ...cells import Cell
+from ...distillers import Distiller
+from ...engine import Batch, TrainResult, train
+from ...models.mlp import MLP, StackedMLP, init_mlps
+from ...progress import Progress
+from ..batches import tensors
+from ..data import MultiDomainData, Split
+from ..options import TrainOptions
+from ..splits import Splits, make_splits
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLPCell(Cell):
+    """A cell of MLPs on multi-domain data. Making one checks its inputs, so a bad holdout is an error
+    before any run opens."""
+
+    data: MultiDomainData
+    train: TrainOptions
+
+    def __post_init__(self):
+        self.splits  # noqa: B018 (checks the selection split)
+
+    @cached_property
+    def splits(self) -> Splits:
+        return make_splits(self.data, self.train)
+
+    def run(self) -> str:
+        with tracking.parent_run(self.name, self.tags(), self.parent_params()) as parent_id:
+            self.train_and_log()
+        return parent_id
+
+    @abstractmethod
+    def train_and_log(self) -> None:
+        """Train every model of the cell as one stack and log a child run per model."""
+
+
+@dataclass
+class Member:
+    """One model of a stack: its key (seed, and domain for a teacher), the split its accuracy is scored
+    on, and tags and params of its own beyond the cell's."""
+
+    key: dict[str, int]
+    valid: Split
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: list[Batch], valid: Batch,
+        selection: Batch | None) -> tuple[StackedMLP, TrainResult]:
+    """Train a stack of fresh MLPs, one per entry of `seeds`, with a progress line on stderr."""
+    model = StackedMLP(init_mlps(cell.train.mlp(), seeds))
+    progress = Progress(f"{cell.name} ({len(seeds)} models)", cell.epochs)
+    return model, train(model, distiller, train_batches, valid, cell.epochs, cell.train.optim, selection, progress)
+
+
+def fit_and_log(cell: MLPCell, members: list[Member], distiller: Distiller, train_batches: list[Batch],
+                valid: Batch, selection: Batch | None) -> list[str]:
+    """Train the stack, log a child run per member and the parent's mean/std; the child run ids, in order."""
+    model, result = fit(cell, [member.key["seed"] for member in members], distiller, train_batches, valid, selection)
+    run_ids, accuracies = [], []
+    for index, member in enumerate(members):
+        seed_run = _seed_run(cell, model, result, index, member)
+        run_ids.append(tracking.log_seed_run(seed_run, cell.metric_every))
+        accuracies.append(seed_run.summary["model_val_acc"])
+    tracking.log_summary(mean_std("val_acc", accuracies))
+    return run_ids
+
+
+def selected(cell: MLPCell, model: StackedMLP, result: TrainResult, index: int) -> MLP:
+    """Member `index`'s logged model: its best checkpoint under early stopping, else its last."""
+    return model.unstack(result.best if cell.train.early_stopping else result.last, index)
+
+
+def _seed_run(cell: MLPCell, model: StackedMLP, result: TrainResult, index: int, member: Member) -> tracking.SeedRun:
+    """A member's record. Accuracies are scored on the unstacked models, exactly as logged."""
+    epochs, early = cell.epochs, cell.train.early_stopping
+    best_epoch = int(result.best_epoch[index])
+    best, last = model.unstack(result.best, index), model.unstack(result.last, index)
+    best_acc, final_acc = accuracy(best, member.valid), accuracy(last, member.valid)
+    history = pd.DataFrame({"epoch": np.arange(1, epochs + 1)})
+    for name, values in result.history.items():
+        history[name] = values[:, index] if values.ndim == 2 else values
+    summary = {
+        "best_epoch": best_epoch,
+        "best_val_loss": float(result.history["val_loss"][best_epoch - 1, index]) if best_epoch else math.nan,
+        "best_val_acc": best_acc,
+        "final_val_acc": final_acc,
+        "model_epoch": best_epoch if early else epochs,
+        "model_val_acc": best_acc if early else final_acc,
+    }
+    key = member.key
+    tags = {**cell.model_tags(**key), **member.tags}
+    params = {**cell.params(), **best.config.to_params(), **member.params, **{k: str(v) for k, v in key.items()}}
+    return tracking.SeedRun(cell.model_name(**key), tags, params, history, summary, best if early else last,
+                            cell.data.valid.x[:5])
+
+
+def accuracy(model: MLP, split: Split) -> float:
+    x, y = tensors(split)
+    with torch.no_grad():
+        return int((model(x).argmax(dim=1) == y).sum()) / len(y)
+
+
+def mean_std(name: str, values: list[float]) -> dict[str, float]:
+    """`{name}_mean` and, with two or more values, the sample std `{name}_std` (ddof=1)."""
+    summary = {f"{name}_mean": float(np.mean(values))}
+    if len(values) > 1:
+        summary[f"{name}_std"] = float(np.std(values, ddof=1))
+    return summary

@@ -1,1 +1,0 @@
-"""The library functions behind each command."""

@@ -100,20 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
     study.set_defaults(run=_study)
 
-    compare = commands.add_parser("compare", help="mean and std per dataset x method from the store",
+    compare = commands.add_parser("compare", help="tables and figures over the store, logged as a run of its own",
                                   description="Summarise the FINISHED per-seed runs of the baseline and the "
                                   "students (mean and sample std of the logged models' validation accuracy, in "
-                                  "percent) per dataset x method; teachers apart with --teachers.")
+                                  "percent) per dataset x method; teachers apart with --teachers. The tables and "
+                                  "figures (accuracy, loss curves, decision boundaries, annealing schedules, paired "
+                                  "differences) are logged in a run of its own (kdtrack.task compare) in the "
+                                  "experiment it compares.")
     compare.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
-    compare.add_argument("--teachers", action="store_true", help="summarise teachers per dataset x domain instead")
+    compare.add_argument("--teachers", type=_boolean, nargs="?", const=True, default=False,
+                         help="summarise teachers per dataset x domain instead")
     compare.add_argument("--paired", metavar="METHOD", default=None,
                          help="instead, each method's per-seed difference from METHOD (points), its mean, std "
                          "and paired t-test p-value")
     compare.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
                          help="which validation accuracy: the logged model's, the best checkpoint's or the last "
                          "epoch's (default model_val_acc)")
+    compare.add_argument("--out", default=None, help="also write the tables and figures into this folder")
     compare.set_defaults(run=_compare)
+
+    register = commands.add_parser("register", help="register a run's model under a name and alias",
+                                   description="Register the logged model of one per-seed run as a new version of "
+                                   "--name in MLflow's model registry, move --alias to it, and tag the version with "
+                                   "its dataset, method, seed, selection, config and data hashes and validation "
+                                   "accuracy. Prints the models:/NAME@ALIAS URI and the version.")
+    register.add_argument("--run-id", default=None, help="the per-seed run whose model to register")
+    register.add_argument("--best", type=_boolean, nargs="?", const=True, default=False,
+                          help="instead, the FINISHED per-seed run of --method (and --dataset) in --experiment-name "
+                          "whose model has the highest model_val_acc (ties: lower best_val_loss, then earlier)")
+    register.add_argument("--experiment-name", default=None, help="with --best: the experiment to choose from")
+    register.add_argument("--method", default=None, help="with --best: the method (kdtrack.method tag)")
+    register.add_argument("--dataset", default=None, help="with --best: only this dataset (file stem)")
+    register.add_argument("--name", required=True, help="registered model name")
+    register.add_argument("--alias", default="champion", help="alias moved to the new version (default champion)")
+    register.set_defaults(run=_register)
     return parser
 
 
@@ -235,12 +256,33 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare.tables import compare_table, render
+    from .compare.report import build_report, log_compare_run, print_notes
+    from .compare.tables import render
+    from .tracking import finished_seed_runs
 
-    table, notes = compare_table(args.experiment_name, args.teachers, args.paired, args.metric)
-    for note in notes:
-        print(f"kdtrack compare: {note}", file=sys.stderr)
-    print(render(table, args.format))
+    report = build_report(finished_seed_runs(args.experiment_name or None), args.teachers, args.paired or None,
+                          args.metric)
+    print_notes(report, "kdtrack compare")
+    print(render(report.tables[f"paired_{args.paired}" if args.paired else "table"], args.format))
+    if args.out:
+        report.write(args.out)
+    params = {"experiment": args.experiment_name or "", "teachers": str(args.teachers).lower(),
+              "paired": args.paired or "", "metric": args.metric}
+    run_id = log_compare_run(report, args.experiment_name or None, params)
+    print(f"kdtrack compare: tables and figures logged in run {run_id}", file=sys.stderr)
+
+
+def _register(args: argparse.Namespace) -> None:
+    from .tracking import best_run, register, use_experiment
+
+    if bool(args.run_id) == bool(args.best):
+        raise InputError("register needs --run-id ID or --best (with --experiment-name and --method), one of them")
+    if args.best and not (args.experiment_name and args.method):
+        raise InputError("register --best needs --experiment-name and --method")
+    run_id = args.run_id or best_run(args.experiment_name, args.method, args.dataset or None)
+    use_experiment(args.experiment_name or None)
+    registered = register(run_id, args.name, args.alias)
+    print(f"{registered.uri} version {registered.version}")
 
 
 def _hidden(text: str) -> tuple[int, ...]:

@@ -1,33 +1,51 @@
-"""A periodic progress line on stderr for long training runs."""
+"""Progress of long training runs on stderr: a tqdm bar on a terminal, and a line every so often when stderr
+is a log file (where a bar's carriage returns would pile up into one unreadable line)."""
 from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from typing import Callable, TextIO
+
+from tqdm import tqdm
+
+LOG_INTERVAL_S = 10.0
+"""How often a log file gets a progress line."""
 
 
 class Progress:
-    """Prints `label: epoch e/E (p%), <status>, elapsed, ~remaining` at most every `every_s` seconds,
-    and once at the end, so a 30,000-epoch run is visibly alive without flooding the terminal."""
+    """`tick(done, status)` after each epoch; `status()` (say, the mean validation accuracy) is asked for
+    only when the bar is about to be redrawn, so it may be costly."""
 
-    def __init__(self, label: str, total: int, every_s: float = 10.0, stream=None):
-        self.label = label
-        self.total = total
-        self.every_s = every_s
-        self.stream = stream or sys.stderr
-        self.start = time.monotonic()
-        self.last = self.start
+    def __init__(self, label: str, total: int, stream: TextIO | None = None):
+        stream = stream or sys.stderr
+        terminal = stream.isatty()
+        self.interval = 0.5 if terminal else LOG_INTERVAL_S
+        self.bar = tqdm(total=total, desc=label, unit="epoch", file=stream if terminal else _Lines(stream),
+                        mininterval=self.interval, dynamic_ncols=terminal, ascii=not terminal,
+                        bar_format=None if terminal else "{desc}: {n}/{total} epochs ({percentage:.0f}%), "
+                        "{elapsed} elapsed, ~{remaining} left{postfix}")
+        self.shown = time.monotonic()
 
     def tick(self, done: int, status: Callable[[], str]) -> None:
         now = time.monotonic()
-        if done < self.total and now - self.last < self.every_s:
-            return
-        self.last = now
-        elapsed = now - self.start
-        remaining = elapsed / done * (self.total - done)
-        print(
-            f"{self.label}: epoch {done}/{self.total} ({100 * done / self.total:.0f}%), {status()}, "
-            f"{elapsed:.0f}s elapsed, ~{remaining:.0f}s left",
-            file=self.stream,
-            flush=True,
-        )
+        if now - self.shown >= self.interval or done == self.bar.total:
+            self.bar.set_postfix_str(status(), refresh=False)
+            self.shown = now
+        self.bar.update(done - self.bar.n)
+        if done == self.bar.total:
+            self.bar.close()
+
+
+class _Lines:
+    """A file for tqdm that writes each redraw as a line of its own."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -3,10 +3,12 @@ tests that need it skip on a developer machine without it and fail loudly in CI 
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA_DIR = REPO.parent / "shared" / "data" / "multidomain"
+SESSION_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
 REAL_FILES = ["data.pkl", "data_d0.75.pkl", "data_d0.5.pkl", "data_d0.25.pkl"]
 
 
@@ -27,3 +29,15 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+@pytest.fixture(autouse=True)
+def _no_active_experiment_left_behind():
+    """A command given --experiment-name makes that experiment MLflow's active one for the process (and sets
+    MLFLOW_EXPERIMENT_ID for its children); a later test with a fresh store must not inherit it."""
+    yield
+    mlflow.tracking.fluent._active_experiment_id = None
+    if SESSION_EXPERIMENT_ID is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = SESSION_EXPERIMENT_ID

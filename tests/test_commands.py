@@ -107,7 +107,8 @@ def test_logged_model_scores_exactly_its_logged_accuracy(store, command):
         x, y = _domain_valid(store["data"], child)
         model = mlflow.pytorch.load_model(f"runs:/{child.info.run_id}/model")
         assert _accuracy(model, x, y) == child.data.metrics["best_val_acc"] == child.data.metrics["model_val_acc"]
-        predictions = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model").predict(x)
+        points = pd.DataFrame(x.astype(np.float64), columns=["x0", "x1"])  # as a CSV of points reads
+        predictions = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model").predict(points)
         assert float((np.asarray(predictions).argmax(1) == y).mean()) == child.data.metrics["best_val_acc"]
 
 

@@ -5,6 +5,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ BIN = Path(sys.executable).parent
 SEEDS = "0,10"
 EPOCHS = "20"
 TASKS = {"baseline": "baseline", "teachers": "teachers", "distill": "distill", "distill_reusing": "distill"}
+RUN_NAMES = {"baseline": "baseline · small", "teachers": "teachers · small", "distill": "kd · small",
+             "distill_reusing": "kd · small"}
 CHILDREN = {"baseline": ("baseline", 2), "teachers": ("teacher", 6), "distill": ("student", 2),
             "distill_reusing": ("student", 2)}
 
@@ -49,6 +52,8 @@ def project(tmp_path_factory):
     runs = {name: mlflow_run(folder, uri, name, **common) for name in ("baseline", "teachers")}
     runs["distill"] = mlflow_run(folder, uri, "distill", **common, teachers=runs["teachers"]["printed"], alpha="0.7")
     runs["distill_reusing"] = mlflow_run(folder, uri, "distill", **common)
+    runs["register"] = mlflow_run(folder, uri, "register", name="small-kd", best="true", experiment_name="Default",
+                                  method="kd")
     return {"uri": uri, "client": MlflowClient(uri), "runs": runs}
 
 
@@ -76,8 +81,8 @@ def test_store_holds_every_model_once_all_finished(project):
     counts = {}
     for run in runs:
         counts[run.data.tags["kdtrack.task"]] = counts.get(run.data.tags["kdtrack.task"], 0) + 1
-    # four parents; the reusing distill trained no teachers of its own
-    assert counts == {"baseline": 1 + 2, "teachers": 1, "teacher": 6, "distill": 2, "student": 2 + 2}
+    # four parents; the reusing distill trained no teachers of its own; register records what it registered
+    assert counts == {"baseline": 1 + 2, "teachers": 1, "teacher": 6, "distill": 2, "student": 2 + 2, "register": 1}
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -90,6 +95,7 @@ def test_parent_run_is_the_run_mlflow_run_created(project, name):
     assert tags["mlflow.source.type"] == "PROJECT"
     assert "mlflow.parentRunId" not in tags
     assert tags["kdtrack.task"] == TASKS[name] and tags["kdtrack.dataset"] == "small"
+    assert parent.info.run_name == RUN_NAMES[name], "named for what it ran, not at random"
     assert {"val_acc_mean", "val_acc_std"} <= set(parent.data.metrics)
     task, count = CHILDREN[name]
     kids = children(project, parent.info.run_id)
@@ -136,3 +142,23 @@ def test_entry_point_parameters_are_the_command_options(entry_point):
         option = "--" + name.replace("_", "-")
         assert option in options
         assert f"{option} {{{name}}}" in spec["command"]
+
+
+def test_registered_by_the_entry_point_loads_back(project):
+    run = project["client"].get_run(project["runs"]["register"]["reported"][0])
+    assert run.data.tags["kdtrack.task"] == "register" and run.info.run_name == "register models:/small-kd@champion"
+    version = project["client"].get_model_version_by_alias("small-kd", "champion")
+    assert run.data.params["source_run_id"] == version.run_id
+    assert project["client"].get_run(version.run_id).data.tags["kdtrack.method"] == "kd"
+
+
+def test_conda_environment_pins_what_constraints_pin():
+    """`mlflow run` without --env-manager local builds conda.yaml: every dependency at its tested pin."""
+    pins = dict(line.lower().split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line)
+    conda = yaml.safe_load((REPO / "conda.yaml").read_text())["dependencies"][-1]["pip"]
+    listed = dict(entry.lower().split("==") for entry in conda if "==" in entry)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ]", requirement)[0].lower() for requirement in project}
+    assert set(listed) == names
+    assert {name: version for name, version in listed.items() if name != "torch"} == \
+        {name: pins[name] for name in listed if name != "torch"}

@@ -15,41 +15,25 @@ from scipy import stats
 from .. import tracking
 from ..errors import InputError
 
+STUDENT_KEYS = ["dataset", "method"]
+TEACHER_KEYS = ["dataset", "domain"]
+
 
 def compare_table(experiment: str | None, teachers: bool = False, paired: str | None = None,
                   metric: str = "model_val_acc") -> tuple[pd.DataFrame, list[str]]:
     """The table `kdtrack compare` prints, and notes on configurations it left out. `metric` is one of
     tracking.ACCURACY_METRICS."""
-    runs = tracking.finished_seed_runs(experiment)
-    if teachers:
-        rows, notes = _current(runs[runs["task"] == "teacher"], ["dataset", "domain"])
-        return _summarise(rows, ["dataset", "domain"], metric), notes
-    rows, notes = _current(runs[runs["task"].isin(["baseline", "student"])], ["dataset", "method"])
-    return (paired_table(rows, paired, metric) if paired else _summarise(rows, ["dataset", "method"], metric)), notes
+    rows, notes = current_rows(tracking.finished_seed_runs(experiment), teachers)
+    if paired:
+        return paired_table(rows, paired, metric), notes
+    return summary_table(rows, TEACHER_KEYS if teachers else STUDENT_KEYS, metric), notes
 
 
-def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
-    """Per dataset x method, the difference from `reference` seed by seed (in points), its mean and
-    sample std, and the paired t-test's two-sided p-value: is the gain larger than seed noise?"""
-    by_seed = rows.pivot(index=["dataset", "seed"], columns="method", values=metric)
-    if reference not in by_seed:
-        raise InputError(f"method {reference!r}: no finished per-seed runs to compare against")
-    table = []
-    for dataset, seeds in by_seed.groupby(level="dataset"):
-        for method in sorted(m for m in seeds.columns if m != reference):
-            pairs = seeds[[method, reference]].dropna()
-            diff = 100 * (pairs[method] - pairs[reference]).to_numpy()
-            if len(diff) == 0:
-                continue
-            varies = len(diff) > 1 and diff.std() > 0
-            table.append({"dataset": dataset, "method": method, "n": len(diff), "diff_mean": diff.mean(),
-                          "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
-                          "p_value": stats.ttest_rel(pairs[method], pairs[reference]).pvalue if varies else np.nan})
-    return pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "p_value"])
-
-
-def _current(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Per group, the runs of its newest configuration, one per seed (the newest)."""
+def current_rows(runs: pd.DataFrame, teachers: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of the students and the baseline (or of the teachers), per group its newest configuration,
+    one run per seed (the newest); and notes naming the older configurations left out."""
+    keys = TEACHER_KEYS if teachers else STUDENT_KEYS
+    rows = runs[runs["task"] == "teacher"] if teachers else runs[runs["task"].isin(["baseline", "student"])]
     rows = rows.fillna({"cell_hash": ""}).sort_values("start_time")
     rows = rows.drop_duplicates(["config_hash", "method"], keep="last")
     newest = rows.groupby(keys)["cell_hash"].transform("last")
@@ -59,13 +43,56 @@ def _current(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, list[st
         for group, cells in rows.groupby(keys)["cell_hash"].unique().items()
         if len(cells) > 1
     ]
-    return rows[rows["cell_hash"] == newest], notes
+    return _ordered(rows[rows["cell_hash"] == newest], keys[1]), notes
 
 
-def _summarise(rows: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    table = rows.groupby(keys, sort=True)[metric].agg(n="count", val_acc_mean="mean", val_acc_std="std")
+def _ordered(rows: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Datasets by name; within one, the baseline first, then the groups in the order they first ran (a
+    study's order), each group's seeds in numeric order."""
+    order = pd.DataFrame({"dataset": rows["dataset"], "later": rows[group] != "baseline",
+                          "first": rows.groupby(group)["start_time"].transform("min"), "group": rows[group],
+                          "seed": pd.to_numeric(rows["seed"])})
+    return rows.loc[order.sort_values(list(order.columns)).index]
+
+
+def summary_table(rows: pd.DataFrame, keys: list[str], metric: str = "model_val_acc") -> pd.DataFrame:
+    """Per group of `keys`: n, and the mean and sample std of `metric` in percent."""
+    table = rows.groupby(keys, sort=False)[metric].agg(n="count", val_acc_mean="mean", val_acc_std="std")
     table[["val_acc_mean", "val_acc_std"]] *= 100
     return table.reset_index()
+
+
+def wide_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """A summary as a row per dataset and a column per method, each cell `mean ± std`."""
+    text = summary.assign(cell=[f"{mean:.2f} ± {std:.2f}" if not np.isnan(std) else f"{mean:.2f}"
+                                for mean, std in zip(summary["val_acc_mean"], summary["val_acc_std"])])
+    order = list(dict.fromkeys(summary["method"]))
+    wide = text.pivot(index="dataset", columns="method", values="cell")
+    return wide.reindex(index=list(dict.fromkeys(summary["dataset"])), columns=order).reset_index().rename_axis(columns=None)
+
+
+def paired_diffs(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
+    """Per dataset, method and seed, the difference in points from `reference` of the same seed."""
+    if reference not in set(rows["method"]):
+        raise InputError(f"method {reference!r}: no finished per-seed runs to compare against")
+    by_seed = rows.set_index(["dataset", "seed"])
+    reference_acc = by_seed.loc[by_seed["method"] == reference, metric]
+    others = by_seed[by_seed["method"] != reference]
+    diffs = others.assign(diff=100 * (others[metric] - reference_acc.reindex(others.index)))
+    return diffs.reset_index()[["dataset", "method", "seed", "diff"]].dropna(subset=["diff"]).reset_index(drop=True)
+
+
+def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
+    """Per dataset x method, the difference from `reference` seed by seed (in points), its mean and
+    sample std, and the paired t-test's two-sided p-value: is the gain larger than seed noise?"""
+    table = []
+    for (dataset, method), group in paired_diffs(rows, reference, metric).groupby(["dataset", "method"], sort=False):
+        diff = group["diff"].to_numpy()
+        varies = len(diff) > 1 and diff.std() > 0
+        table.append({"dataset": dataset, "method": method, "n": len(diff), "diff_mean": diff.mean(),
+                      "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                      "p_value": stats.ttest_1samp(diff, 0.0).pvalue if varies else np.nan})
+    return pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "p_value"])
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
@@ -78,7 +105,4 @@ def render(table: pd.DataFrame, fmt: str) -> str:
             shown[column] = shown[column].map(lambda value: f"{value:.2f}")
     if fmt == "csv":
         return shown.to_csv(index=False)
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
-    lines = ["| " + " | ".join(str(value) for value in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join([header, rule, *lines])
+    return shown.to_markdown(index=False, tablefmt="github", disable_numparse=True)

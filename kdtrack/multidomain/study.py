@@ -22,6 +22,8 @@ import yaml
 
 from .. import tracking
 from ..cells import Cell
+from ..compare.report import build_report, print_notes
+from ..compare.tables import render, wide_table
 from ..errors import InputError
 from ..scheduler import run_cells
 from .cells.baseline import BaselineCell
@@ -160,7 +162,20 @@ def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], e
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
         run_cells(cells, resume=True)
+        _summarise(cells)
     return study_id
+
+
+def _summarise(cells: list[Cell]) -> None:
+    """Log the study's tables and figures in its run; print its table, a row per dataset and a column per
+    method, and where the figures are."""
+    hashes = {cell.hash for cell in cells} | {dependency.hash for cell in cells for dependency in cell.dependencies()}
+    runs = tracking.finished_seed_runs(None)
+    report = build_report(runs[runs["cell_hash"].isin(hashes)])
+    where = report.log("summary")
+    print_notes(report, "study")
+    print(render(wide_table(report.tables["table"]), "markdown"))
+    print(f"figures and tables: {where}")
 
 
 def _build(where: str, kind, values: dict):

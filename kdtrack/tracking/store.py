@@ -9,6 +9,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,19 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from mlflow.entities import Metric, Run
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature, set_signature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
 from ..models.mlp import MLP, MLPConfig
+
+# kdtrack reads back many small artifacts (histories, checkpoints); a progress bar for each floods stderr
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# kdtrack's stdout carries results (run ids, tables, CSV); MLflow would add a run's URL there under a server
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 TAG = "kdtrack."
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
@@ -31,6 +39,19 @@ HISTORY_PATH = "history.parquet"
 _METRICS_PER_CALL = 1000  # MLflow's log_batch limit
 ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
 """A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
+SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch")
+
+
+@dataclass
+class DataInput:
+    """A dataset a run saw, for MLflow's dataset tracking: its features and targets, the file it came
+    from, its name and its content hash."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    source: str
+    name: str
+    digest: str
 
 
 @dataclass
@@ -45,6 +66,8 @@ class SeedRun:
     summary: dict[str, float]
     model: MLP
     input_example: np.ndarray
+    inputs: dict[str, DataInput]
+    """The data it saw, by context (`training`, `validation`)."""
 
 
 def use_experiment(name: str | None) -> None:
@@ -62,7 +85,9 @@ def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Itera
     MLflow ends it FAILED if the body raises, so an interrupted command never leaves it RUNNING.
     """
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_name=None if _resumed_by_mlflow_run(nested) else name, nested=nested) as run:
+    with mlflow.start_run(run_name=name, nested=nested) as run:
+        if _resumed_by_mlflow_run(nested):  # `mlflow run` named it at random; name it for what it runs
+            MlflowClient().update_run(run.info.run_id, name=name)
         mlflow.set_tags({TAG + key: value for key, value in tags.items()})
         logged = run.data.params  # `mlflow run` has logged the entry point's own parameters already
         mlflow.log_params({key: value for key, value in params.items() if key not in logged})
@@ -70,7 +95,7 @@ def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Itera
 
 
 def _resumed_by_mlflow_run(nested: bool) -> bool:
-    """Under `mlflow run` the outermost run already exists and keeps the name MLflow gave it."""
+    """Under `mlflow run` the outermost run already exists, under a name MLflow gave it."""
     return not nested and "MLFLOW_RUN_ID" in os.environ
 
 
@@ -82,6 +107,7 @@ def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
         mlflow.log_params(seed_run.params)
         _log_history(run_id, seed_run.history, log_every)
         mlflow.log_metrics(seed_run.summary)
+        _log_inputs(seed_run.inputs)
         _log_model(seed_run.model, seed_run.input_example)
     return run_id
 
@@ -102,6 +128,28 @@ def log_text(text: str, name: str) -> None:
 
 def log_summary(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
+
+
+def log_figure(figure: Figure, path: str) -> None:
+    """A matplotlib figure as a PNG artifact of the active run."""
+    mlflow.log_figure(figure, path)
+
+
+def log_artifacts(folder: str | Path, path: str | None = None) -> str:
+    """Every file of `folder` as artifacts of the active run; where they went (a URI)."""
+    mlflow.log_artifacts(str(folder), path)
+    return mlflow.get_artifact_uri(path)
+
+
+def _log_inputs(inputs: dict[str, DataInput]) -> None:
+    """MLflow's dataset tracking: what a run trained and was validated on, by content hash and file."""
+    datasets = []
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns which it took
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        for given in inputs.values():
+            datasets.append(mlflow.data.from_numpy(given.features, source=given.source, targets=given.targets,
+                                                   name=given.name, digest=given.digest))
+    mlflow.log_inputs(datasets, contexts=list(inputs), tags_list=[{} for _ in inputs])
 
 
 def auto_log_every(epochs: int) -> int:
@@ -130,30 +178,68 @@ def _log_history(run_id: str, history: pd.DataFrame, log_every: int) -> None:
 
 
 def _log_model(model: MLP, input_example: np.ndarray) -> None:
-    """The model in MLflow's default format, plus its state_dict for a full rebuild (see load_mlp)."""
+    """The model in MLflow's default format, plus its state_dict for a full rebuild (see load_mlp).
+
+    The pt2 format needs a tensor signature to export the model; once logged, the signature becomes the
+    columns `x0`, `x1` (doubles, as a CSV of points reads), so that MLflow's pyfunc, `mlflow models predict`
+    and `mlflow models serve` take a frame of points. The output is the two classes' logits.
+    """
     model = model.eval()
     with torch.no_grad():
         output = model(torch.from_numpy(input_example)).numpy()
-    mlflow.pytorch.log_model(
+    logged = mlflow.pytorch.log_model(
         model,
         name="model",
         signature=infer_signature(input_example, output),
         input_example=input_example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
     )
+    columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
+    set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(STATE_DICT_PATH).name
         torch.save(model.state_dict(), path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(STATE_DICT_PATH).parent))
 
 
-def load_mlp(run_id: str) -> MLP:
-    """Rebuild a run's full model from its architecture params and state_dict (weights only)."""
+def input_columns(n_features: int) -> list[str]:
+    """The names of a logged model's input columns: x0, x1, ..."""
+    return [f"x{index}" for index in range(n_features)]
+
+
+def load_history(run_id: str) -> pd.DataFrame:
+    """A per-seed run's full per-epoch history."""
+    return pd.read_parquet(MlflowClient().download_artifacts(run_id, HISTORY_PATH))
+
+
+def load_mlp(model: str) -> MLP:
+    """Rebuild the full model of a run (a run id, `runs:/ID/model`, or a registered `models:/NAME@ALIAS`
+    or `models:/NAME/VERSION`) from its architecture params and state_dict (weights only)."""
+    run_id = run_of_model(model)
     run = MlflowClient().get_run(run_id)
     path = MlflowClient().download_artifacts(run_id, STATE_DICT_PATH)
     model = MLP(MLPConfig.from_params(run.data.params))
     model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
+
+
+def run_of_model(model: str) -> str:
+    """The run id behind a model reference: a run id, `runs:/ID/...`, `models:/NAME@ALIAS`,
+    `models:/NAME/VERSION` or a logged model `models:/m-...`."""
+    client = MlflowClient()
+    try:
+        if model.startswith("runs:/"):
+            return model.removeprefix("runs:/").split("/")[0]
+        if not model.startswith("models:/"):
+            return model
+        reference = model.removeprefix("models:/")
+        if "@" in reference:
+            return client.get_model_version_by_alias(*reference.split("@", 1)).run_id
+        if "/" in reference:
+            return client.get_model_version(*reference.split("/", 1)).run_id
+        return client.get_logged_model(reference).source_run_id
+    except mlflow.exceptions.MlflowException as error:
+        raise InputError(f"model {model}: not found in the tracking store ({error.message.splitlines()[0]})") from None
 
 
 def get_run(run_id: str) -> Run:
@@ -185,8 +271,8 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
 
 
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
-    """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its
-    summary accuracies and start time, one row per run."""
+    """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its data
+    file, its summary metrics and start time, one row per run."""
     client = MlflowClient()
     if experiment:
         found = client.get_experiment_by_name(experiment)
@@ -199,13 +285,13 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
                               max_results=50000)
     rows = [
         {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
-         "run_id": run.info.run_id, "start_time": run.info.start_time,
-         **{metric: run.data.metrics.get(metric) for metric in ACCURACY_METRICS}}
+         "run_id": run.info.run_id, "start_time": run.info.start_time, "data": run.data.params.get("data"),
+         **{metric: run.data.metrics.get(metric) for metric in SUMMARY_METRICS}}
         for run in runs
         if TAG + "seed" in run.data.tags
     ]
-    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash", "run_id",
-               "start_time", *ACCURACY_METRICS]
+    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash",
+               "teacher_run_ids", "run_id", "start_time", "data", *SUMMARY_METRICS]
     return pd.DataFrame(rows, columns=columns)
 
 

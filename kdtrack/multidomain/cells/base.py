@@ -13,14 +13,15 @@ import torch
 
 from ... import tracking
 from ...cells import Cell
+from ...compare import figures
 from ...distillers import Distiller
 from ...engine import Batch, TrainResult, train
 from ...models.mlp import MLP, StackedMLP, init_mlps
 from ...progress import Progress
 from ..batches import tensors
-from ..data import MultiDomainData, Split
+from ..data import MultiDomainData, Split, split_fingerprint
 from ..options import TrainOptions
-from ..splits import Splits, make_splits
+from ..splits import Splits, domain_subset, make_splits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +39,14 @@ class MLPCell(Cell):
     def splits(self) -> Splits:
         return make_splits(self.data, self.train)
 
+    def member(self, seed: int, domain: int | None = None, **tags: str) -> Member:
+        """A model of the stack, on every domain, or on `domain` alone."""
+        splits = [self.splits.fit, self.splits.selection, self.splits.valid]
+        if domain is None:
+            return Member({"seed": seed}, *splits, tags=tags)
+        own = [None if split is None else domain_subset(split, domain) for split in splits]
+        return Member({"seed": seed, "domain": domain}, *own, tags=tags)
+
     def run(self) -> str:
         with tracking.parent_run(self.name, self.tags(), self.parent_params()) as parent_id:
             self.train_and_log()
@@ -50,13 +59,21 @@ class MLPCell(Cell):
 
 @dataclass
 class Member:
-    """One model of a stack: its key (seed, and domain for a teacher), the split its accuracy is scored
-    on, and tags and params of its own beyond the cell's."""
+    """One model of a stack: its key (seed, and domain for a teacher), the data it trains and selects on,
+    the split its accuracy is scored on, and tags of its own beyond the cell's."""
 
     key: dict[str, int]
+    fit: Split
+    selection: Split | None
     valid: Split
     tags: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
+
+    def inputs(self, data: MultiDomainData) -> dict[str, tracking.DataInput]:
+        """What it saw, for MLflow's dataset tracking, by context."""
+        name = data.name if "domain" not in self.key else f"{data.name} domain {self.key['domain']}"
+        splits = {"training": self.fit, "selection": self.selection, "validation": self.valid}
+        return {context: tracking.DataInput(split.x, split.y, data.source, name, split_fingerprint(split))
+                for context, split in splits.items() if split is not None}
 
 
 def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: list[Batch], valid: Batch,
@@ -71,12 +88,15 @@ def fit_and_log(cell: MLPCell, members: list[Member], distiller: Distiller, trai
                 valid: Batch, selection: Batch | None) -> list[str]:
     """Train the stack, log a child run per member and the parent's mean/std; the child run ids, in order."""
     model, result = fit(cell, [member.key["seed"] for member in members], distiller, train_batches, valid, selection)
-    run_ids, accuracies = [], []
+    run_ids, accuracies, curves = [], [], {}
     for index, member in enumerate(members):
         seed_run = _seed_run(cell, model, result, index, member)
         run_ids.append(tracking.log_seed_run(seed_run, cell.metric_every))
         accuracies.append(seed_run.summary["model_val_acc"])
+        group = f"domain {member.key['domain']}" if "domain" in member.key else cell.label
+        curves.setdefault(group, []).append(seed_run.history)
     tracking.log_summary(mean_std("val_acc", accuracies))
+    tracking.log_figure(figures.curves({cell.data.name: curves}, f"{cell.name}: mean ± std over seeds"), "curves.png")
     return run_ids
 
 
@@ -104,9 +124,9 @@ def _seed_run(cell: MLPCell, model: StackedMLP, result: TrainResult, index: int,
     }
     key = member.key
     tags = {**cell.model_tags(**key), **member.tags}
-    params = {**cell.params(), **best.config.to_params(), **member.params, **{k: str(v) for k, v in key.items()}}
+    params = {**cell.params(), **best.config.to_params(), **{name: str(value) for name, value in key.items()}}
     return tracking.SeedRun(cell.model_name(**key), tags, params, history, summary, best if early else last,
-                            cell.data.valid.x[:5])
+                            cell.data.valid.x[:5], member.inputs(cell.data))
 
 
 def accuracy(model: MLP, split: Split) -> float:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ...distillers import make_distiller
 from ..batches import shared_batch
-from .base import Member, MLPCell, fit_and_log
+from .base import MLPCell, fit_and_log
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,7 +16,7 @@ class BaselineCell(MLPCell):
 
     def train_and_log(self) -> None:
         splits = self.splits
-        members = [Member({"seed": seed}, self.data.valid) for seed in self.seeds]
+        members = [self.member(seed) for seed in self.seeds]
         selection = None if splits.selection is None else shared_batch(splits.selection)
         fit_and_log(self, members, make_distiller("ce", self.epochs), [shared_batch(splits.fit)],
                     shared_batch(splits.valid), selection)

@@ -16,8 +16,8 @@ from ...engine import Batch
 from ..batches import domain_batches, shared_batch, teacher_stack_batch, tensors
 from ..data import MultiDomainData, Split
 from ..options import TrainOptions
-from ..splits import Splits, domain_subset
-from .base import Member, MLPCell, fit_and_log
+from ..splits import Splits
+from .base import MLPCell, fit_and_log
 
 HOLDOUT_PARAMS = ("selection", "selection_fraction", "selection_seed")
 
@@ -55,8 +55,7 @@ class TeachersCell(MLPCell):
     def train_and_log(self) -> None:
         """Train the stack of seeds x domains: model m = seed index x domains + domain index."""
         splits, domains, n_seeds = self.splits, self.data.domains, len(self.seeds)
-        members = [Member({"seed": seed, "domain": domain}, domain_subset(self.data.valid, domain))
-                   for seed in self.seeds for domain in domains]
+        members = [self.member(seed, domain) for seed in self.seeds for domain in domains]
         selection = None if splits.selection is None else teacher_stack_batch(splits.selection, domains, n_seeds)
         fit_and_log(self, members, make_distiller("ce", self.epochs), [teacher_stack_batch(splits.fit, domains, n_seeds)],
                     teacher_stack_batch(splits.valid, domains, n_seeds), selection)

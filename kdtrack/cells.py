@@ -50,6 +50,8 @@ class Cell(ABC):
     train: Options
     label: str
     log_every: int = field(default=0, compare=False)
+    device: str = field(default="cpu", compare=False)
+    """Where the PyTorch step trains (kdtrack.engine.resolve_device): not part of the identity."""
 
     # ---- identity ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .distillers import DISTILL_METHODS
+from .engine import DEVICES, SELECT_ON
 from .engine.optim import OPTIMIZERS, SCHEDULES
 from .errors import InputError
 from .models.mlp import parse_hidden
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--epochs", type=_optional_whole_number, default=None,
                        help="override the config's epochs (empty: the config's)")
     study.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
+    study.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default auto)")
+    study.add_argument("--workers", type=_workers, default=0,
+                       help="cells trained at once, each in a process of its own with one torch thread "
+                       "(default 0: one per core)")
     study.set_defaults(run=_study)
 
     compare = commands.add_parser("compare", help="tables and figures over the store, logged as a run of its own",
@@ -145,8 +150,11 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
     job.add_argument("--experiment-name", default=None,
                      help="MLflow experiment (default: MLflow's active one, e.g. MLFLOW_EXPERIMENT_NAME)")
+    job.add_argument("--device", choices=DEVICES, default="auto",
+                     help="where the PyTorch step trains: cpu, cuda, or auto (cuda when there is one); the native "
+                     "step trains MLP stacks on the CPU (default auto)")
     job.add_argument("--log-every", type=int, default=0,
-                     help="log per-epoch metrics every N epochs and the last (default 0: auto, at most ~1000 "
+                     help="log per-epoch metrics every N epochs and the last (default 0: auto, at most ~250 "
                      "points per metric); history.parquet always holds every epoch")
 
     train = parser.add_argument_group("training")
@@ -167,6 +175,9 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=defaults.early_stopping,
                        help="log the checkpoint of least selection loss as the model, else the last epoch's "
                        "(default true)")
+    train.add_argument("--select-on", choices=SELECT_ON, default=defaults.select_on,
+                       help="what selects the checkpoint on the selection split: the training objective, the "
+                       "cross-entropy against the labels, or the accuracy, ties by cross-entropy (default objective)")
     train.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
                        help="the split that selects checkpoints: holdout, carved from train and stratified by "
                        "domain and class, or validation, as the report did (default holdout)")
@@ -203,7 +214,7 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(
         epochs=args.epochs, hidden=args.hidden, batch_norm=args.batch_norm, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, amsgrad=args.amsgrad, schedule=args.schedule,
-        early_stopping=args.early_stopping, selection=args.selection,
+        early_stopping=args.early_stopping, select_on=args.select_on, selection=args.selection,
         selection_fraction=args.selection_fraction, selection_seed=args.selection_seed,
     )
 
@@ -211,7 +222,8 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 def _job(args: argparse.Namespace):
     from .multidomain.tasks import Job
 
-    return Job(args.data, parse_seeds(args.seeds), _train_options(args), args.experiment_name, args.log_every)
+    return Job(args.data, parse_seeds(args.seeds), _train_options(args), args.experiment_name, args.log_every,
+               args.device)
 
 
 def _make_data(args: argparse.Namespace) -> None:
@@ -252,7 +264,8 @@ def _study(args: argparse.Namespace) -> None:
     from .multidomain.study import run_study
 
     paths = [path.strip() for path in args.data.split(",") if path.strip()]
-    print(run_study(args.config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name))
+    print(run_study(args.config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name, args.device,
+                    args.workers))
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -308,6 +321,11 @@ def _whole_number(text: str) -> int:
     if value != whole or whole < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return whole
+
+
+def _workers(text: str) -> int:
+    """0 (one per core) or a positive count."""
+    return 0 if text.strip() == "0" else _whole_number(text)
 
 
 def _optional_whole_number(text: str) -> int | None:

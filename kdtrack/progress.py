@@ -10,6 +10,8 @@ from tqdm import tqdm
 
 LOG_INTERVAL_S = 10.0
 """How often a log file gets a progress line."""
+LINES_ONLY = False
+"""Lines even on a terminal: set in a worker process, whose bar would fight the others' for the screen."""
 
 
 class Progress:
@@ -18,7 +20,7 @@ class Progress:
 
     def __init__(self, label: str, total: int, stream: TextIO | None = None):
         stream = stream or sys.stderr
-        terminal = stream.isatty()
+        terminal = stream.isatty() and not LINES_ONLY
         self.interval = 0.5 if terminal else LOG_INTERVAL_S
         self.bar = tqdm(total=total, desc=label, unit="epoch", file=stream if terminal else _Lines(stream),
                         mininterval=self.interval, dynamic_ncols=terminal, ascii=not terminal,

@@ -1,36 +1,50 @@
-"""Running a graph of cells: every cell after the cells it depends on, each configuration once, and the
-models already finished in the store skipped."""
+"""Running a graph of cells: every cell after the cells it depends on, each configuration once, the models
+already finished in the store skipped; one after another, or in worker processes (one torch thread each)
+as soon as what they depend on has finished. A cell's result depends on its inputs alone, so a graph gives
+the same numbers with any number of workers."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import signal
 import sys
+import time
 
+import torch
+
+from . import progress, tracking
 from .cells import Cell
 
+Key = tuple[str, str]
 
-def run_cells(cells: list[Cell], resume: bool = True) -> list[str | None]:
+
+def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1) -> list[str | None]:
     """Run `cells` and what they depend on; for each of `cells`, its parent run id (None when it had
     nothing left to train). Dependencies always skip their finished models; `cells` themselves do so
-    under `resume`."""
+    under `resume`. With several workers, cells run in processes of their own, nested under the active run."""
     plan = plan_cells(cells, resume)
-    ran: dict[tuple[str, str], str] = {}
-    for number, cell in enumerate(plan, 1):
-        if len(plan) > 1:
-            seeds = ",".join(map(str, cell.seeds))
-            print(f"cell {number}/{len(plan)}: {cell.name} (seeds {seeds})", file=sys.stderr, flush=True)
-        ran[cell.key] = cell.run()
+    if workers > 1 and len(plan) > 1:
+        ran = _run_in_workers(plan, workers)
+    else:
+        ran = {}
+        for number, (cell, _) in enumerate(plan, 1):
+            if len(plan) > 1:
+                _say(f"cell {number}/{len(plan)}: {cell.name} (seeds {','.join(map(str, cell.seeds))})")
+            ran[cell.key] = cell.run()
     skipped = len({cell.key for cell in cells} - set(ran))
     if skipped:
-        print(f"{skipped} cell(s) already had a FINISHED run for every seed, skipped", file=sys.stderr, flush=True)
+        _say(f"{skipped} cell(s) already had a FINISHED run for every seed, skipped")
     return [ran.get(cell.key) for cell in cells]
 
 
-def plan_cells(cells: list[Cell], resume: bool) -> list[Cell]:
-    """The cells to run, dependencies first. Cells of one configuration (one key) are merged into one over
-    the union of their seeds, so teachers shared by several students train once."""
-    nodes: dict[tuple[str, str], Cell] = {}
-    needs: dict[tuple[str, str], set[tuple[str, str]]] = {}
+def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
+    """The cells to run, each after the cells it needs (by key). Cells of one configuration (one key) are
+    merged into one over the union of their seeds, so teachers shared by several students train once."""
+    nodes: dict[Key, Cell] = {}
+    needs: dict[Key, set[Key]] = {}
 
-    def visit(cell: Cell, skip_finished: bool) -> tuple[str, str] | None:
+    def visit(cell: Cell, skip_finished: bool) -> Key | None:
         if skip_finished and (cell := cell.pending()) is None:
             return None
         required = {key for dependency in cell.dependencies() if (key := visit(dependency, True))}
@@ -44,8 +58,72 @@ def plan_cells(cells: list[Cell], resume: bool) -> list[Cell]:
 
     for cell in cells:
         visit(cell, resume)
-    order: list[tuple[str, str]] = []
+    order: list[Key] = []
     while len(order) < len(nodes):
-        ready = next(key for key in nodes if key not in order and needs[key] <= set(order))
-        order.append(ready)
-    return [nodes[key] for key in order]
+        order.append(next(key for key in nodes if key not in order and needs[key] <= set(order)))
+    return [(nodes[key], needs[key]) for key in order]
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key, str]:
+    """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or store connections inherited
+    results: queue.Queue = queue.Queue()
+    pool = context.Pool(workers, _start_worker, (tracking.process_context(),))
+    waiting, running, ran = list(plan), {}, {}
+    try:
+        while waiting or running:
+            for cell, needs in [item for item in waiting if item[1] <= set(ran)][: workers - len(running)]:
+                waiting.remove((cell, needs))
+                running[cell.key] = (cell, time.monotonic())
+                _say(f"cell started ({len(ran) + len(running)}/{len(plan)}): {cell.name} "
+                     f"(seeds {','.join(map(str, cell.seeds))})")
+                pool.apply_async(_run_cell, (cell,), callback=lambda run_id, key=cell.key: results.put((key, run_id, None)),
+                                 error_callback=lambda error, key=cell.key: results.put((key, None, error)))
+            key, run_id, error = results.get()
+            cell, started = running.pop(key)
+            if error is not None:
+                raise error
+            ran[key] = run_id
+            _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}")
+    except BaseException:
+        pool.terminate()  # SIGTERM: a worker still training ends its runs FAILED, as a command does
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
+    return ran
+
+
+def _start_worker(context: tuple) -> None:
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, _interrupt)
+    tracking.adopt_context(context)
+    progress.LINES_ONLY = True  # several processes share the terminal: a line each, never a redrawn bar
+
+
+_running: Cell | None = None
+
+
+def _run_cell(cell: Cell) -> str:
+    global _running
+    _running = cell
+    try:
+        return cell.run()
+    finally:
+        _running = None
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM in a worker: a cell's open runs end FAILED (as in a command); an idle worker just leaves."""
+    if _running is not None:
+        raise KeyboardInterrupt
+    os._exit(128 + signum)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,11 +1,12 @@
-"""The vectorized engine against plain single-model PyTorch loops, seed by seed."""
+"""The engine against plain single-model PyTorch loops, seed by seed, through each of its two steps: the
+native kernel (what the CPU studies run) and the PyTorch step (any other stack, a GPU)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kdtrack.distillers import make_distiller
-from kdtrack.engine import Batch, OptimConfig, train
+from kdtrack.engine import Batch, OptimConfig, native, train
 from kdtrack.models.mlp import MLP, MLPConfig, StackedMLP, init_mlps
 
 SEEDS = [0, 10, 1234]
@@ -15,6 +16,20 @@ EPOCHS = 60
 def rings(n, generator):
     x = torch.randn(n, 2, generator=generator) * 1.5
     return x, (x.norm(dim=1) > 1.2).long()
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def step(request, monkeypatch):
+    """Every test runs through both steps; the native one must really be taken (gcc and AVX2 are on the
+    project's machines and in CI)."""
+    if request.param == "torch":
+        monkeypatch.setenv("KDTRACK_ENGINE", "torch")
+    else:
+        monkeypatch.delenv("KDTRACK_ENGINE", raising=False)
+        for batch_norm in (False, True):
+            stack = StackedMLP(init_mlps(MLPConfig(batch_norm=batch_norm), [0]))
+            assert native.why_not(stack, torch.device("cpu")) is None
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +163,62 @@ def test_same_seed_same_numbers(data):
         return train(stack, make_distiller("ce", 20), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), 20, OptimConfig())
 
     np.testing.assert_array_equal(once().history["val_loss"], once().history["val_loss"])
+
+
+def test_several_steps_per_epoch_equal_a_loop_that_steps_per_batch(data):
+    """The report's step order, one optimizer step per domain per epoch, here with AdamW and a one-cycle
+    schedule that steps with every batch."""
+    x, y, xv, yv, teacher, teacher_valid = data
+    parts = [slice(0, 100), slice(100, 220), slice(220, 300)]
+    optim = OptimConfig(optimizer="adamw", weight_decay=0.01, schedule="onecycle", lr=0.01)
+    alpha, temperature = 0.6, 3.0
+    distiller = make_distiller("kd", EPOCHS, alpha=alpha, temperature=temperature)
+    stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+    result = train(stack, distiller, [Batch(x[p][None], y[p][None], teacher=teacher[:, p]) for p in parts],
+                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, optim)
+
+    def kd(logits, labels, target):
+        soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(target / temperature, 1), reduction="batchmean")
+        return (1 - alpha) * F.cross_entropy(logits, labels) + alpha * temperature**2 * soft
+
+    for index, seed in enumerate(SEEDS):
+        torch.manual_seed(seed)
+        model = MLP(MLPConfig())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=EPOCHS * len(parts))
+        train_loss, val_loss = [], []
+        for _ in range(EPOCHS):
+            weighted = 0.0
+            for part in parts:
+                loss = kd(model(x[part]), y[part], teacher[index, part])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                weighted += loss.item() * (part.stop - part.start)
+            train_loss.append(weighted / len(x))
+            with torch.no_grad():
+                val_loss.append(kd(model(xv), yv, teacher_valid[index]).item())
+        np.testing.assert_allclose(result.history["train_loss"][:, index], train_loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(result.history["val_loss"][:, index], val_loss, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("select_on", ["ce", "accuracy"])
+def test_checkpoints_are_selected_on_the_chosen_criterion(data, select_on):
+    """A KD student whose objective is mostly the teacher's: on `ce` the kept checkpoint is the one of least
+    holdout cross-entropy, on `accuracy` the first of the highest holdout accuracy that has the least
+    cross-entropy among those."""
+    x, y, xv, yv, teacher, teacher_valid = data
+    stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+    selection = Batch(x[:60][None], y[:60][None], teacher=teacher[:, :60])
+    result = train(stack, make_distiller("kd", EPOCHS, alpha=0.9, temperature=8.0),
+                   [Batch(x[None], y[None], teacher=teacher)], Batch(xv[None], yv[None], teacher=teacher_valid),
+                   EPOCHS, OptimConfig(lr=0.02), selection=selection, select_on=select_on)
+    for index in range(len(SEEDS)):
+        ce, acc = result.history["selection_loss"][:, index], result.history["selection_acc"][:, index]
+        expected = np.argmin(ce) if select_on == "ce" else np.lexsort((ce, -acc))[0]
+        assert result.best_epoch[index] == expected + 1
+        with torch.no_grad():
+            logits = stack.unstack(result.best, index)(x[:60])
+        assert F.cross_entropy(logits, y[:60]).item() == pytest.approx(ce[expected], rel=1e-5)
+        assert (logits.argmax(1) == y[:60]).float().mean().item() == pytest.approx(acc[expected])

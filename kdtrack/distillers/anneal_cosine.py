@@ -5,9 +5,7 @@ phi times the teacher's (MSE); once phi reaches 1 the loss is (1 - alpha) CE + a
 """
 import math
 
-from torch import Tensor
-
-from .base import Distiller, cross_entropy, logit_mse, never_selected
+from .base import Distiller, LossMix
 
 
 class AnnealCosine(Distiller):
@@ -19,21 +17,15 @@ class AnnealCosine(Distiller):
     def phi(self, epoch: int) -> float:
         return max(1.0, self.t_max * (1 + math.cos(math.pi * epoch / self.epochs)) / 2)
 
-    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+    def mix(self, epoch: int) -> LossMix:
         phi = self.phi(epoch)
         if phi > 1:
-            return {"mse": logit_mse(student, phi * teacher)}
-        return {
-            "ce": (1 - self.alpha) * cross_entropy(student, labels),
-            "mse": self.alpha * logit_mse(student, teacher),
-        }
+            return LossMix(mse=1.0, scale=phi)
+        return LossMix(ce=1 - self.alpha, mse=self.alpha)
 
-    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """Phase 1 fits a scaled target, not the task, so only final-phase checkpoints are candidates,
-        compared on the final-phase loss."""
-        if self.phi(epoch) > 1:
-            return {"phase 1": never_selected(student)}
-        return self.loss_terms(student, teacher, labels, epoch)
+    def selectable(self, epoch: int) -> bool:
+        """Phase 1 fits a scaled target, not the task: only final-phase checkpoints are candidates."""
+        return self.phi(epoch) <= 1
 
     def schedule(self, epoch: int) -> dict[str, float]:
         phi = self.phi(epoch)

@@ -4,9 +4,7 @@ Phase 1 (the first `phase1_fraction` of the epochs): MSE between the student's l
 logits times T / tau_max, with T stepping up from 1 to tau_max in equal stages, so the target starts soft
 and ends at the teacher itself. Phase 2: cross-entropy on the labels alone.
 """
-from torch import Tensor
-
-from .base import Distiller, cross_entropy, logit_mse, never_selected
+from .base import CROSS_ENTROPY, Distiller, LossMix
 
 
 class AnnealJafari(Distiller):
@@ -19,18 +17,14 @@ class AnnealJafari(Distiller):
         """T for a phase-1 epoch: stage k of tau_max equal stages has T = k + 1."""
         return min(self.tau_max, 1 + epoch * self.tau_max // self.phase1_epochs)
 
-    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+    def mix(self, epoch: int) -> LossMix:
         if epoch < self.phase1_epochs:
-            scale = self.step_temperature(epoch) / self.tau_max
-            return {"mse": logit_mse(student, scale * teacher)}
-        return {"ce": cross_entropy(student, labels)}
+            return LossMix(mse=1.0, scale=self.step_temperature(epoch) / self.tau_max)
+        return CROSS_ENTROPY
 
-    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """Phase 1 fits a scaled target, not the task, so only phase-2 checkpoints are candidates,
-        compared on the phase-2 loss (cross-entropy)."""
-        if epoch < self.phase1_epochs:
-            return {"phase 1": never_selected(student)}
-        return self.loss_terms(student, teacher, labels, epoch)
+    def selectable(self, epoch: int) -> bool:
+        """Phase 1 fits a scaled target, not the task: only phase-2 checkpoints are candidates."""
+        return epoch >= self.phase1_epochs
 
     def schedule(self, epoch: int) -> dict[str, float]:
         if epoch < self.phase1_epochs:

@@ -1,4 +1,9 @@
-"""The one interface every training objective implements, and the per-sample losses they share.
+"""The one interface every training objective implements, and the per-sample losses they are made of.
+
+A distiller says, for each epoch, which mix of three per-sample losses the student minimises (a `LossMix`):
+cross-entropy on the labels, Hinton's softened KL to the teacher, and the mean squared distance of the
+logits to scaled teacher logits. The engine computes that mix itself, in PyTorch or in its native step
+alike, so one definition of each method serves both.
 
 Shapes: logits are (M, N, C) for M stacked models and N samples; labels are (M or 1, N); teacher logits
 are (M or 1, N, C). Loss terms are per sample, (M, N), already weighted: the engine sums the terms and
@@ -6,31 +11,73 @@ averages each model's sum over that model's own samples, so padding never leaks 
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+Weight = float | Tensor
+"""One value for every model of a stack, or a (M,) tensor with one per model."""
 
-class Distiller(ABC):
-    """Given student logits, teacher logits and labels at an epoch, return the weighted loss terms."""
+
+@dataclass(frozen=True)
+class LossMix:
+    """ce * CE(student, labels) + kd * KL(softmax(teacher / T) || softmax(student / T))
+    + mse * mean over classes of (student - scale * teacher)^2, per sample."""
+
+    ce: Weight = 0.0
+    kd: Weight = 0.0
+    temperature: Weight = 1.0
+    mse: Weight = 0.0
+    scale: Weight = 1.0
+
+    def terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor) -> dict[str, Tensor]:
+        """The weighted per-sample terms, (M, N) each; a term of weight 0 is left out."""
+        terms = {}
+        if _nonzero(self.ce):
+            terms["ce"] = _per_model(self.ce, student) * cross_entropy(student, labels)
+        if _nonzero(self.kd):
+            temperature = _per_model(self.temperature, student, trailing=2)
+            terms["kd"] = _per_model(self.kd, student) * soft_kl(student, teacher, temperature)
+        if _nonzero(self.mse):
+            scale = _per_model(self.scale, student, trailing=2)
+            terms["mse"] = _per_model(self.mse, student) * logit_mse(student, scale * teacher)
+        return terms
+
+    def rows(self, n_models: int) -> np.ndarray:
+        """(M, 5) float32 rows [ce, kd, 1/T, mse, scale], as the native step reads them."""
+        columns = [self.ce, self.kd, 1 / _array(self.temperature), self.mse, self.scale]
+        return np.stack([np.broadcast_to(_array(column), (n_models,)) for column in columns], axis=1).astype(np.float32)
+
+
+CROSS_ENTROPY = LossMix(ce=1.0)
+
+
+class Distiller:
+    """A training objective over `epochs` epochs: its loss mix at each epoch, and at which epochs a
+    checkpoint may be selected."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs
 
-    @abstractmethod
-    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """Per-sample loss terms at `epoch` (0-based), each (M, N); the loss is their sum."""
+    def mix(self, epoch: int) -> LossMix:
+        """The loss at `epoch` (0-based)."""
+        raise NotImplementedError
 
-    def selection_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        """What checkpoints are selected on: the training loss itself, unless its definition changes
-        during training (losses of different phases are not comparable)."""
-        return self.loss_terms(student, teacher, labels, epoch)
+    def selectable(self, epoch: int) -> bool:
+        """Whether a checkpoint of `epoch` may be selected: yes, unless the loss changes its definition
+        during training and this epoch's is not the final one (losses of different phases do not compare)."""
+        return True
 
     def schedule(self, epoch: int) -> dict[str, float]:
         """Method-specific values to log at `epoch` (e.g. an annealed temperature); none by default."""
         return {}
+
+    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
+        """Per-sample loss terms at `epoch`, each (M, N); the loss is their sum."""
+        return self.mix(epoch).terms(student, teacher, labels)
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -51,11 +98,22 @@ def logit_mse(student: Tensor, target: Tensor) -> Tensor:
     return ((student - target) ** 2).mean(dim=-1)
 
 
-def never_selected(student: Tensor) -> Tensor:
-    """Per-sample infinite selection loss, (M, N): no checkpoint of such an epoch can be selected."""
-    return torch.full(student.shape[:-1], float("inf"))
-
-
 def accuracy_terms(logits: Tensor, labels: Tensor) -> Tensor:
     """Per-sample correctness as 0/1 floats, (M, N)."""
     return (logits.argmax(dim=-1) == labels).to(torch.float32)
+
+
+def _nonzero(weight: Weight) -> bool:
+    return bool((torch.as_tensor(weight) != 0).any())
+
+
+def _per_model(weight: Weight, like: Tensor, trailing: int = 1) -> Tensor | float:
+    """A weight shaped to multiply (M, N) terms (or, with trailing=2, (M, N, C) logits): a number as it
+    is, per-model values as (M, 1) (or (M, 1, 1))."""
+    if isinstance(weight, Tensor):
+        return weight.to(like.device).reshape(-1, *[1] * trailing)
+    return weight
+
+
+def _array(weight: Weight) -> np.ndarray:
+    return weight.detach().cpu().numpy().astype(np.float64) if isinstance(weight, Tensor) else np.asarray(weight, np.float64)

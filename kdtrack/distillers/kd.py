@@ -6,19 +6,16 @@ be one value or one per model of the stack, so that a tuning grid trains as one 
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
 
-from .base import Distiller, cross_entropy, soft_kl
+from .base import Distiller, LossMix
 
 
 class HintonKD(Distiller):
     def __init__(self, epochs: int, alpha: float | Sequence[float], temperature: float | Sequence[float]):
         super().__init__(epochs)
-        self.alpha = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1, 1)
-        self.temperature = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1, 1)
+        alpha = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1)
+        temperature = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1)
+        self._mix = LossMix(ce=1 - alpha, kd=alpha * temperature**2, temperature=temperature)
 
-    def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
-        return {
-            "ce": (1 - self.alpha) * cross_entropy(student, labels),
-            "kd": self.alpha * self.temperature**2 * soft_kl(student, teacher, self.temperature.unsqueeze(-1)),
-        }
+    def mix(self, epoch: int) -> LossMix:
+        return self._mix

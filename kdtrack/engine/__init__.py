@@ -1,4 +1,4 @@
 from .optim import OptimConfig
-from .trainer import Batch, TrainResult, train
+from .trainer import DEVICES, SELECT_ON, Batch, TrainResult, resolve_device, train
 
-__all__ = ["Batch", "OptimConfig", "TrainResult", "train"]
+__all__ = ["DEVICES", "SELECT_ON", "Batch", "OptimConfig", "TrainResult", "resolve_device", "train"]

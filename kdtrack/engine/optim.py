@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
@@ -30,3 +31,19 @@ def make_scheduler(optimizer: Optimizer, config: OptimConfig, total_steps: int) 
     if config.schedule == "onecycle":
         return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps)
     return None
+
+
+def step_schedule(config: OptimConfig, total_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The learning rate and Adam's beta1 at every optimizer step, as torch's own optimizer and scheduler
+    set them (one-cycle cycles beta1 too), read off a one-parameter stand-in."""
+    optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))], config)
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    group = optimizer.param_groups[0]
+    if scheduler is None:
+        return np.full(total_steps, group["lr"]), np.full(total_steps, group["betas"][0])
+    lr, beta1 = np.empty(total_steps), np.empty(total_steps)
+    for step in range(total_steps):
+        lr[step], beta1[step] = group["lr"], group["betas"][0]
+        optimizer.step()  # no gradient: leaves the stand-in as it is, but keeps the scheduler's order of calls
+        scheduler.step()
+    return lr, beta1

@@ -1,12 +1,18 @@
 """The one training loop: full-batch steps for a stack of models, validation every epoch, and the
-checkpoint of least selection loss kept beside the last.
+checkpoint that the selection criterion prefers kept beside the last.
 
 Epochs are numbered from 1 in everything the loop returns: row e-1 of the history is epoch e, whose
 training loss and accuracy come from the forward pass of its update(s) and whose validation and
 selection metrics are measured after them.
+
+The loop runs in chunks of epochs; a step trains one chunk. The native step (native.py, a compiled kernel)
+trains the MLP stacks of the studies on a CPU; the PyTorch step trains anything else, on any device (a
+GPU included). Both compute the same losses (the distiller's LossMix), the same Adam, the same selection,
+and tests/test_engine.py holds each to a plain single-model PyTorch loop.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +20,20 @@ import torch
 from torch import Tensor
 
 from ..distillers import Distiller
-from ..distillers.base import accuracy_terms
+from ..errors import InputError
+from ..distillers.base import CROSS_ENTROPY, LossMix, accuracy_terms
 from ..models.mlp import StackedMLP
 from ..progress import Progress
-from .optim import OptimConfig, make_optimizer, make_scheduler
+from . import native
+from .optim import OptimConfig, make_optimizer, make_scheduler, step_schedule
+
+SELECT_ON = ("objective", "ce", "accuracy")
+"""What checkpoints are selected on, over the selection split: the training objective (the distiller's
+loss), the cross-entropy against the labels, or the accuracy (ties broken by the cross-entropy)."""
+DEVICES = ("auto", "cpu", "cuda")
+CHUNK = 1000
+"""Epochs per call of a step: progress is reported (and the history read) once per chunk."""
+_noted: set[str] = set()
 
 
 @dataclass
@@ -42,16 +58,21 @@ class Batch:
     def count(self) -> Tensor | float:
         return float(self.x.shape[1]) if self.mask is None else self.mask.sum(dim=1)
 
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(None if value is None else value.to(device) for value in (self.x, self.y, self.mask, self.teacher)))
+
 
 @dataclass
 class TrainResult:
     history: dict[str, np.ndarray]
-    """Per-epoch metrics: train_loss, val_loss, train_acc, val_acc (and selection_loss) as (epochs, M);
-    the method's scheduled values (e.g. temperature) as (epochs,)."""
+    """Per-epoch metrics: train_loss, val_loss, train_acc, val_acc (and selection_loss, selection_acc) as
+    (epochs, M); the method's scheduled values (e.g. temperature) as (epochs,)."""
     best_epoch: np.ndarray
-    """(M,) the epoch (from 1) of least selection loss."""
+    """(M,) the epoch (from 1) of the selected checkpoint."""
     best: dict[str, Tensor]
     last: dict[str, Tensor]
+    engine: str
+    """Which step trained the stack: `native` or `torch`."""
 
 
 def train(
@@ -63,69 +84,158 @@ def train(
     optim: OptimConfig,
     selection: Batch | None = None,
     progress: Progress | None = None,
+    select_on: str = "objective",
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
     """Train every model of the stack; one optimizer step per training batch per epoch.
 
-    Checkpoints are selected on the distiller's selection loss over `selection` when given (a split held
-    out from training), else over `valid`; it is logged as `selection_loss` only in the first case.
+    Checkpoints are selected by `select_on` (SELECT_ON) over `selection` when given (a split held out from
+    training), else over `valid`; selection metrics are logged only in the first case. Only epochs the
+    distiller calls selectable compete.
     """
-    optimizer = make_optimizer(model.parameters(), optim)
-    scheduler = make_scheduler(optimizer, optim, epochs * len(train_batches))
-    names = ["train_loss", "val_loss", "train_acc", "val_acc"] + (["selection_loss"] if selection else [])
-    history = {name: torch.empty(epochs, model.n_models) for name in names}
-    best_loss = torch.full((model.n_models,), float("inf"))
-    best_epoch = torch.zeros(model.n_models, dtype=torch.long)
-    best = model.snapshot()
-
-    for epoch in range(epochs):
-        model.train()
-        history["train_loss"][epoch], history["train_acc"][epoch] = _train_epoch(
-            model, distiller, train_batches, epoch, optimizer, scheduler
-        )
-        model.eval()
-        with torch.no_grad():
-            logits = model(valid.x, valid.mask)
-            history["val_loss"][epoch] = _mean_loss(distiller.loss_terms, logits, valid, epoch)
-            history["val_acc"][epoch] = valid.mean(accuracy_terms(logits, valid.y))
-            if selection is None:
-                loss = _mean_loss(distiller.selection_terms, logits, valid, epoch)
-            else:
-                logits = model(selection.x, selection.mask)
-                loss = history["selection_loss"][epoch] = _mean_loss(distiller.selection_terms, logits, selection, epoch)
-            improved = loss < best_loss
-            if improved.any():
-                best_loss = torch.where(improved, loss, best_loss)
-                best_epoch = torch.where(improved, epoch + 1, best_epoch)
-                best = _keep_where(improved, model.tensors(), best)
+    device = torch.device(device)
+    reason = native.why_not(model, device)
+    if reason is None:
+        step = NativeStep(model, distiller, train_batches, valid, epochs, optim, selection, select_on)
+    else:
+        if reason not in _noted:
+            _noted.add(reason)
+            print(f"engine: the PyTorch step trains this stack: the native step cannot, {reason}", flush=True,
+                  file=sys.stderr)
+        step = TorchStep(model.to(device), distiller, train_batches, valid, epochs, optim, selection, select_on, device)
+    chunks = []
+    for first in range(0, epochs, CHUNK):
+        chunks.append(step.run(first, min(first + CHUNK, epochs)))
         if progress:
-            progress.tick(epoch + 1, lambda: f"mean val_acc {history['val_acc'][epoch].mean():.4f}")
-
-    result = {name: values.numpy() for name, values in history.items()}
+            progress.tick(min(first + CHUNK, epochs), lambda: f"mean val_acc {np.nanmean(chunks[-1][-1, 3]):.4f}")
+    rows = np.concatenate(chunks)
+    names = list(native.HISTORY) if selection is not None else list(native.HISTORY[:4])
+    history = {name: rows[:, native.HISTORY.index(name)] for name in names}
     for name in distiller.schedule(0):
-        result[name] = np.array([distiller.schedule(e)[name] for e in range(epochs)])
-    return TrainResult(result, best_epoch.numpy(), best, model.snapshot())
+        history[name] = np.array([distiller.schedule(e)[name] for e in range(epochs)])
+    engine = "native" if reason is None else "torch"
+    return TrainResult(history, step.best_epoch(), step.snapshot(best=True), step.snapshot(best=False), engine)
 
 
-def _train_epoch(model, distiller, batches, epoch, optimizer, scheduler) -> tuple[Tensor, Tensor]:
-    loss_sum = acc_sum = count = 0.0
-    for batch in batches:
-        logits = model(batch.x, batch.mask)
-        loss = _mean_loss(distiller.loss_terms, logits, batch, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        optimizer.step()
-        if scheduler:
-            scheduler.step()
-        weight = batch.count()
-        loss_sum = loss_sum + loss.detach() * weight
-        acc_sum = acc_sum + batch.mean(accuracy_terms(logits.detach(), batch.y)) * weight
-        count = count + weight
-    return loss_sum / count, acc_sum / count
+def resolve_device(name: str) -> str:
+    """`auto` as the device it means here; an InputError for a device this machine lacks."""
+    if name not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    return name
 
 
-def _mean_loss(terms, logits: Tensor, batch: Batch, epoch: int) -> Tensor:
-    """Each model's mean over its samples of the summed per-sample `terms`, (M,)."""
-    return batch.mean(sum(terms(logits, batch.teacher, batch.y, epoch).values()))
+def selection_mix(distiller: Distiller, select_on: str, epoch: int) -> LossMix:
+    if select_on not in SELECT_ON:
+        raise ValueError(f"select_on must be one of {', '.join(SELECT_ON)}, got {select_on!r}")
+    return distiller.mix(epoch) if select_on == "objective" else CROSS_ENTROPY
+
+
+class NativeStep:
+    """Chunks of epochs through the compiled kernel (native.py)."""
+
+    def __init__(self, model, distiller, train_batches, valid, epochs, optim, selection, select_on):
+        self.stack = native.NativeStack(model, train_batches, valid, selection, optim, beta2=0.999, eps=1e-8)
+        self.model, self.distiller, self.select_on, self.m = model, distiller, select_on, model.n_models
+        self.lr, self.beta1 = step_schedule(optim, epochs * len(train_batches))
+        self.steps = len(train_batches)
+        self._last: tuple[LossMix, np.ndarray] | None = None
+
+    def run(self, first: int, last: int) -> np.ndarray:
+        epochs = range(first, last)
+        mix = np.stack([self._rows_of(self.distiller.mix(e)) for e in epochs])
+        select = np.stack([self._rows_of(selection_mix(self.distiller, self.select_on, e)) for e in epochs])
+        selectable = np.array([self.distiller.selectable(e) for e in epochs])
+        lr, beta1 = (values[first * self.steps : last * self.steps] for values in (self.lr, self.beta1))
+        return self.stack.run(first, mix, select, selectable, self.select_on == "accuracy", lr, beta1)
+
+    def _rows_of(self, mix: LossMix) -> np.ndarray:
+        """The mix as (M, 5) rows; a distiller that returns one mix object epoch after epoch converts once."""
+        if self._last is None or self._last[0] is not mix:
+            self._last = (mix, mix.rows(self.m))
+        return self._last[1]
+
+    def best_epoch(self) -> np.ndarray:
+        return self.stack.best_epoch.numpy().copy()
+
+    def snapshot(self, best: bool) -> dict[str, Tensor]:
+        return self.stack.snapshot(best)
+
+
+class TorchStep:
+    """Epochs one by one with autograd and torch.optim: for any stack, on any device."""
+
+    def __init__(self, model, distiller, train_batches, valid, epochs, optim, selection, select_on, device):
+        self.model, self.distiller, self.select_on = model, distiller, select_on
+        self.batches = [batch.to(device) for batch in train_batches]
+        self.valid = valid.to(device)
+        self.selection = None if selection is None else selection.to(device)
+        self.optimizer = make_optimizer(model.parameters(), optim)
+        self.scheduler = make_scheduler(self.optimizer, optim, epochs * len(train_batches))
+        m = model.n_models
+        self.best_loss = torch.full((m,), float("inf"), device=device)
+        self.best_error = torch.full((m,), float("inf"), device=device)
+        self.best_at = torch.zeros(m, dtype=torch.long, device=device)
+        self.best = model.snapshot()
+
+    def run(self, first: int, last: int) -> np.ndarray:
+        rows = torch.empty(last - first, len(native.HISTORY), self.model.n_models, device=self.best_loss.device)
+        for row, epoch in zip(rows, range(first, last)):
+            self.model.train()
+            row[0], row[1] = self._train_epoch(epoch)
+            self.model.eval()
+            with torch.no_grad():
+                row[2], row[3] = self._evaluate(self.valid, self.distiller.mix(epoch))
+                if self.distiller.selectable(epoch):
+                    split = self.valid if self.selection is None else self.selection
+                    loss, acc = self._evaluate(split, selection_mix(self.distiller, self.select_on, epoch))
+                    self._keep_if_better(loss, 1 - acc, epoch)
+                    row[4], row[5] = loss, acc
+                else:
+                    row[4], row[5] = float("inf"), float("nan")
+        return rows.cpu().numpy()
+
+    def _train_epoch(self, epoch: int) -> tuple[Tensor, Tensor]:
+        loss_sum = acc_sum = count = 0.0
+        mix = self.distiller.mix(epoch)
+        for batch in self.batches:
+            logits = self.model(batch.x, batch.mask)
+            loss = batch.mean(sum(mix.terms(logits, batch.teacher, batch.y).values()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.optimizer.step()
+            if self.scheduler:
+                self.scheduler.step()
+            weight = batch.count()
+            loss_sum = loss_sum + loss.detach() * weight
+            acc_sum = acc_sum + batch.mean(accuracy_terms(logits.detach(), batch.y)) * weight
+            count = count + weight
+        return loss_sum / count, acc_sum / count
+
+    def _evaluate(self, batch: Batch, mix: LossMix) -> tuple[Tensor, Tensor]:
+        """Each model's mean loss under `mix` and accuracy over `batch`, (M,) each."""
+        logits = self.model(batch.x, batch.mask)
+        return batch.mean(sum(mix.terms(logits, batch.teacher, batch.y).values())), batch.mean(accuracy_terms(logits, batch.y))
+
+    def _keep_if_better(self, loss: Tensor, error: Tensor, epoch: int) -> None:
+        if self.select_on == "accuracy":
+            improved = (error < self.best_error) | ((error == self.best_error) & (loss < self.best_loss))
+        else:
+            improved = loss < self.best_loss
+        self.best_loss = torch.where(improved, loss, self.best_loss)
+        self.best_error = torch.where(improved, error, self.best_error)
+        self.best_at = torch.where(improved, epoch + 1, self.best_at)
+        self.best = _keep_where(improved, self.model.tensors(), self.best)
+
+    def best_epoch(self) -> np.ndarray:
+        return self.best_at.cpu().numpy()
+
+    def snapshot(self, best: bool) -> dict[str, Tensor]:
+        tensors = self.best if best else self.model.snapshot()
+        return {key: value.cpu() for key, value in tensors.items()}
 
 
 def _keep_where(improved: Tensor, current: dict[str, Tensor], best: dict[str, Tensor]) -> dict[str, Tensor]:

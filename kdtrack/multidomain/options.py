@@ -5,6 +5,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from ..distillers import DISTILL_METHODS
+from ..engine import SELECT_ON
 from ..engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from ..errors import InputError
 from ..models.mlp import MLPConfig
@@ -17,8 +18,9 @@ STEP_ORDERS = ("joint", "per-domain")
 @dataclass(frozen=True)
 class TrainOptions:
     """How one model trains. `selection` says which split picks the checkpoint: `holdout`, carved from
-    train, or `validation`, as the report did. `early_stopping` logs the checkpoint of least selection
-    loss as the model; without it the last epoch's."""
+    train, or `validation`, as the report did. `early_stopping` logs the checkpoint that `select_on` prefers
+    on that split (its training objective, its cross-entropy, or its accuracy) as the model; without it the
+    last epoch's."""
 
     epochs: int = 30000
     hidden: tuple[int, ...] = (20, 10)
@@ -29,6 +31,7 @@ class TrainOptions:
     amsgrad: bool = False
     schedule: str = "constant"
     early_stopping: bool = True
+    select_on: str = "objective"
     selection: str = "holdout"
     selection_fraction: float = 0.1
     selection_seed: int = 0
@@ -41,6 +44,7 @@ class TrainOptions:
         _require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
         _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        _require(self.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
         _require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         _require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
         _require(bool(self.hidden) and min(self.hidden) >= 1, f"hidden sizes must be positive, got {self.hidden}")

@@ -24,8 +24,9 @@ from .. import tracking
 from ..cells import Cell
 from ..compare.report import build_report, print_notes
 from ..compare.tables import render, wide_table
+from ..engine import resolve_device
 from ..errors import InputError
-from ..scheduler import run_cells
+from ..scheduler import default_workers, run_cells
 from .cells.baseline import BaselineCell
 from .cells.students import TUNABLE, StudentCell
 from .cells.teachers import TeachersCell
@@ -94,17 +95,18 @@ class StudyConfig:
             methods.append(Method(label, task, train, teacher_train, distill, tuned))
         return methods
 
-    def cells(self, data: MultiDomainData, seeds: tuple[int, ...], epochs: int | None) -> list[Cell]:
+    def cells(self, data: MultiDomainData, seeds: tuple[int, ...], epochs: int | None, device: str = "cpu") -> list[Cell]:
         """The study's cells on `data`: one per method (a tuned method's tune cell is its dependency)."""
         grid, tune_epochs = self.grid(), self.tune_epochs()
         cells = []
         for method in self.methods(data.name, epochs):
             where = f"{self.path}: methods.{method.label}"
-            common = {"data": data, "seeds": seeds, "train": method.train, "label": method.label}
+            common = {"data": data, "seeds": seeds, "train": method.train, "label": method.label, "device": device}
             if method.task == "baseline":
                 cells.append(_build(where, BaselineCell, common))
                 continue
-            teachers = _build(f"{where}.teachers", TeachersCell, {"data": data, "seeds": seeds, "train": method.teacher_train})
+            teachers = _build(f"{where}.teachers", TeachersCell, {"data": data, "seeds": seeds, "train": method.teacher_train,
+                                                                  "device": device})
             tuned_by = None
             if method.tuned:
                 tune_train = dataclasses.replace(method.train, epochs=min(tune_epochs or method.train.epochs, method.train.epochs))
@@ -146,22 +148,23 @@ def load_study_config(path: str) -> StudyConfig:
 
 
 def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], epochs: int | None = None,
-              experiment: str | None = None) -> str:
-    """Run (or resume) every cell; the study run id. Every dataset and cell is checked first, so a bad
-    config or file fails before any run opens."""
+              experiment: str | None = None, device: str = "auto", workers: int = 1) -> str:
+    """Run (or resume) every cell, `workers` at a time (0: one per core); the study run id. Every dataset
+    and cell is checked first, so a bad config or file fails before any run opens."""
     config = load_study_config(config_path)
     datasets = [load_multidomain(path) for path in data_paths]
     names = [data.name for data in datasets]
     if len(set(names)) < len(names):
         raise InputError(f"datasets must have distinct file names (they name the runs), got {', '.join(names)}")
-    cells = [cell for data in datasets for cell in config.cells(data, seeds, epochs)]
+    device = resolve_device(device)
+    cells = [cell for data in datasets for cell in config.cells(data, seeds, epochs, device)]
     tracking.use_experiment(experiment)
     tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
     params = {"config": config_path, "data": ",".join(data_paths), "seeds": ",".join(map(str, seeds)),
-              "epochs": str(epochs or "")}
+              "epochs": str(epochs or ""), "device": device, "workers": str(workers)}
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
-        run_cells(cells, resume=True)
+        run_cells(cells, resume=True, workers=workers or default_workers())
         _summarise(cells)
     return study_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import tracking
+from ..engine import resolve_device
 from ..errors import InputError
 from ..scheduler import run_cells
 from .cells.baseline import BaselineCell
@@ -23,13 +24,15 @@ class Job:
     train: TrainOptions = field(default_factory=TrainOptions)
     experiment: str | None = None
     log_every: int = 0
+    device: str = "auto"
 
     def __post_init__(self):
         if self.log_every < 0:
             raise InputError(f"log-every must be 0 (auto) or positive, got {self.log_every}")
 
     def cell_inputs(self) -> dict:
-        return {"data": load_multidomain(self.data), "seeds": self.seeds, "train": self.train, "log_every": self.log_every}
+        return {"data": load_multidomain(self.data), "seeds": self.seeds, "train": self.train, "log_every": self.log_every,
+                "device": resolve_device(self.device)}
 
 
 def run_baseline(job: Job) -> str:

@@ -37,6 +37,9 @@ TAG = "kdtrack."
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
 _METRICS_PER_CALL = 1000  # MLflow's log_batch limit
+METRIC_POINTS = 250
+"""Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (about
+0.15 ms a point on SQLite); history.parquet keeps every epoch."""
 ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
 """A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
 SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch")
@@ -78,14 +81,36 @@ def use_experiment(name: str | None) -> None:
             raise InputError(f"experiment {name!r}: {error.message.splitlines()[0]}") from None
 
 
+_outer_run_id: str | None = None
+"""In a worker process of a study: the study's run, which the runs opened here nest under."""
+
+
+def process_context() -> tuple[str, str | None, str | None]:
+    """Where this process logs: the store, the active run's experiment and the active run."""
+    run = mlflow.active_run()
+    return mlflow.get_tracking_uri(), run and run.info.experiment_id, run and run.info.run_id
+
+
+def adopt_context(context: tuple[str, str | None, str | None]) -> None:
+    """Log where another process does (`process_context`), nesting runs under its active run."""
+    global _outer_run_id
+    uri, experiment, _outer_run_id = context
+    os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`, that run is the other process's to hold
+    mlflow.set_tracking_uri(uri)
+    if experiment is not None:
+        mlflow.set_experiment(experiment_id=experiment)
+
+
 @contextmanager
 def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Iterator[str]:
-    """A run for one command; nested under the active run if there is one (a study, `mlflow run`).
+    """A run for one command; nested under the active run if there is one (a study, `mlflow run`), or under
+    the run set by `nest_under`.
 
     MLflow ends it FAILED if the body raises, so an interrupted command never leaves it RUNNING.
     """
     nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_name=name, nested=nested) as run:
+    outer = None if nested else _outer_run_id
+    with mlflow.start_run(run_name=name, nested=nested or outer is not None, parent_run_id=outer) as run:
         if _resumed_by_mlflow_run(nested):  # `mlflow run` named it at random; name it for what it runs
             MlflowClient().update_run(run.info.run_id, name=name)
         mlflow.set_tags({TAG + key: value for key, value in tags.items()})
@@ -96,7 +121,7 @@ def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Itera
 
 def _resumed_by_mlflow_run(nested: bool) -> bool:
     """Under `mlflow run` the outermost run already exists, under a name MLflow gave it."""
-    return not nested and "MLFLOW_RUN_ID" in os.environ
+    return not nested and _outer_run_id is None and "MLFLOW_RUN_ID" in os.environ
 
 
 def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
@@ -153,8 +178,8 @@ def _log_inputs(inputs: dict[str, DataInput]) -> None:
 
 
 def auto_log_every(epochs: int) -> int:
-    """The default metric thinning: at most about 1,000 logged points per metric."""
-    return max(1, math.ceil(epochs / 1000))
+    """The default metric thinning: at most about METRIC_POINTS logged points per metric."""
+    return max(1, math.ceil(epochs / METRIC_POINTS))
 
 
 def _log_history(run_id: str, history: pd.DataFrame, log_every: int) -> None:
@@ -193,6 +218,7 @@ def _log_model(model: MLP, input_example: np.ndarray) -> None:
         signature=infer_signature(input_example, output),
         input_example=input_example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+        validate_serving_input=False,  # kdtrack's tests reload every kind of model it logs; this would reload each
     )
     columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
     set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))

@@ -81,7 +81,8 @@ def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: li
     """Train a stack of fresh MLPs, one per entry of `seeds`, with a progress line on stderr."""
     model = StackedMLP(init_mlps(cell.train.mlp(), seeds))
     progress = Progress(f"{cell.name} ({len(seeds)} models)", cell.epochs)
-    return model, train(model, distiller, train_batches, valid, cell.epochs, cell.train.optim, selection, progress)
+    return model, train(model, distiller, train_batches, valid, cell.epochs, cell.train.optim, selection, progress,
+                        cell.train.select_on, cell.device)
 
 
 def fit_and_log(cell: MLPCell, members: list[Member], distiller: Distiller, train_batches: list[Batch],
@@ -123,7 +124,7 @@ def _seed_run(cell: MLPCell, model: StackedMLP, result: TrainResult, index: int,
         "model_val_acc": best_acc if early else final_acc,
     }
     key = member.key
-    tags = {**cell.model_tags(**key), **member.tags}
+    tags = {**cell.model_tags(**key), **member.tags, "engine": result.engine, "device": cell.device}
     params = {**cell.params(), **best.config.to_params(), **{name: str(value) for name, value in key.items()}}
     return tracking.SeedRun(cell.model_name(**key), tags, params, history, summary, best if early else last,
                             cell.data.valid.x[:5], member.inputs(cell.data))

@@ -10,13 +10,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
+from concurrent.futures import Future
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar, Protocol
+from typing import Callable, ClassVar, Protocol, TypeVar
 
 from . import tracking
 
+T = TypeVar("T")
 HASH_VERSION = 4
 """Part of every configuration hash: raise it when a change alters results, so nothing stale is reused."""
 
@@ -149,3 +152,17 @@ def config_hash(payload: dict) -> str:
     """A short stable id of everything that determines a result."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def in_background(work: Callable[[], T]) -> Future[T]:
+    """Run `work` in a daemon thread (an interrupted command does not wait for it); its future result."""
+    future: Future[T] = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as error:  # the waiting thread re-raises it
+            future.set_exception(error)
+
+    threading.Thread(target=target, daemon=True).start()
+    return future

@@ -48,11 +48,12 @@ class Report:
 
 
 def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None = None,
-                 metric: str = "model_val_acc") -> Report:
+                 metric: str = "model_val_acc", order: list[str] | None = None) -> Report:
     """Tables and figures over `runs` (rows of tracking.finished_seed_runs): the summary (of the teachers
-    with `teachers`), the paired table against `paired`, and the figures for them."""
+    with `teachers`), the paired table against `paired`, and the figures for them; datasets and methods in
+    `order` where it names them."""
     report = Report()
-    students, notes = current_rows(runs)
+    students, notes = current_rows(runs, order=order)
     teacher_rows, teacher_notes = current_rows(runs, teachers=True)
     report.notes = teacher_notes if teachers else notes
     report.tables["table"] = summary_table(teacher_rows if teachers else students,

@@ -29,9 +29,10 @@ def compare_table(experiment: str | None, teachers: bool = False, paired: str | 
     return summary_table(rows, TEACHER_KEYS if teachers else STUDENT_KEYS, metric), notes
 
 
-def current_rows(runs: pd.DataFrame, teachers: bool = False) -> tuple[pd.DataFrame, list[str]]:
+def current_rows(runs: pd.DataFrame, teachers: bool = False, order: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The runs of the students and the baseline (or of the teachers), per group its newest configuration,
-    one run per seed (the newest); and notes naming the older configurations left out."""
+    one run per seed (the newest); and notes naming the older configurations left out. Datasets and methods
+    come in `order` where it names them (a study's), else in the order they first ran."""
     keys = TEACHER_KEYS if teachers else STUDENT_KEYS
     rows = runs[runs["task"] == "teacher"] if teachers else runs[runs["task"].isin(["baseline", "student"])]
     rows = rows.fillna({"cell_hash": ""}).sort_values("start_time")
@@ -43,16 +44,20 @@ def current_rows(runs: pd.DataFrame, teachers: bool = False) -> tuple[pd.DataFra
         for group, cells in rows.groupby(keys)["cell_hash"].unique().items()
         if len(cells) > 1
     ]
-    return _ordered(rows[rows["cell_hash"] == newest], keys[1]), notes
+    return _ordered(rows[rows["cell_hash"] == newest], keys[1], order or []), notes
 
 
-def _ordered(rows: pd.DataFrame, group: str) -> pd.DataFrame:
-    """Datasets by name; within one, the baseline first, then the groups in the order they first ran (a
-    study's order), each group's seeds in numeric order."""
-    order = pd.DataFrame({"dataset": rows["dataset"], "later": rows[group] != "baseline",
-                          "first": rows.groupby(group)["start_time"].transform("min"), "group": rows[group],
-                          "seed": pd.to_numeric(rows["seed"])})
-    return rows.loc[order.sort_values(list(order.columns)).index]
+def _ordered(rows: pd.DataFrame, group: str, order: list[str]) -> pd.DataFrame:
+    """Datasets, then groups within one (the baseline first), by their place in `order` or else by when
+    they first ran; each group's seeds in numeric order."""
+    def rank(column: str) -> pd.Series:
+        first = rows.groupby(column)["start_time"].transform("min")
+        return rows[column].map({name: place for place, name in enumerate(order)}).fillna(len(order)).astype(int) \
+            .mul(10**15).add(first)
+
+    keys = pd.DataFrame({"dataset": rank("dataset"), "later": rows[group] != "baseline", "group": rank(group),
+                         "seed": pd.to_numeric(rows["seed"])})
+    return rows.loc[keys.sort_values(list(keys.columns)).index]
 
 
 def summary_table(rows: pd.DataFrame, keys: list[str], metric: str = "model_val_acc") -> pd.DataFrame:

@@ -9,6 +9,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 
 OPTIMIZERS = ("adam", "adamw")
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+"""torch.optim's defaults, which kdtrack keeps (the native step reads them from here)."""
 SCHEDULES = ("constant", "onecycle")
 
 
@@ -23,7 +26,8 @@ class OptimConfig:
 
 def make_optimizer(params, config: OptimConfig) -> Optimizer:
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay, amsgrad=config.amsgrad)
+    return kind(params, lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=config.weight_decay,
+                amsgrad=config.amsgrad)
 
 
 def make_scheduler(optimizer: Optimizer, config: OptimConfig, total_steps: int) -> LRScheduler | None:
@@ -36,11 +40,11 @@ def make_scheduler(optimizer: Optimizer, config: OptimConfig, total_steps: int) 
 def step_schedule(config: OptimConfig, total_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """The learning rate and Adam's beta1 at every optimizer step, as torch's own optimizer and scheduler
     set them (one-cycle cycles beta1 too), read off a one-parameter stand-in."""
+    if config.schedule == "constant":
+        return np.full(total_steps, config.lr), np.full(total_steps, ADAM_BETAS[0])
     optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))], config)
     scheduler = make_scheduler(optimizer, config, total_steps)
     group = optimizer.param_groups[0]
-    if scheduler is None:
-        return np.full(total_steps, group["lr"]), np.full(total_steps, group["betas"][0])
     lr, beta1 = np.empty(total_steps), np.empty(total_steps)
     for step in range(total_steps):
         lr[step], beta1[step] = group["lr"], group["betas"][0]

@@ -25,7 +25,7 @@ from ..distillers.base import CROSS_ENTROPY, LossMix, accuracy_terms
 from ..models.mlp import StackedMLP
 from ..progress import Progress
 from . import native
-from .optim import OptimConfig, make_optimizer, make_scheduler, step_schedule
+from .optim import ADAM_BETAS, ADAM_EPS, OptimConfig, make_optimizer, make_scheduler, step_schedule
 
 SELECT_ON = ("objective", "ce", "accuracy")
 """What checkpoints are selected on, over the selection split: the training objective (the distiller's
@@ -138,7 +138,7 @@ class NativeStep:
     """Chunks of epochs through the compiled kernel (native.py)."""
 
     def __init__(self, model, distiller, train_batches, valid, epochs, optim, selection, select_on):
-        self.stack = native.NativeStack(model, train_batches, valid, selection, optim, beta2=0.999, eps=1e-8)
+        self.stack = native.NativeStack(model, train_batches, valid, selection, optim, ADAM_BETAS[1], ADAM_EPS)
         self.model, self.distiller, self.select_on, self.m = model, distiller, select_on, model.n_models
         self.lr, self.beta1 = step_schedule(optim, epochs * len(train_batches))
         self.steps = len(train_batches)

@@ -165,16 +165,16 @@ def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], e
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
         run_cells(cells, resume=True, workers=workers or default_workers())
-        _summarise(cells)
+        _summarise(cells, names + list(config.raw["methods"]))
     return study_id
 
 
-def _summarise(cells: list[Cell]) -> None:
+def _summarise(cells: list[Cell], order: list[str]) -> None:
     """Log the study's tables and figures in its run; print its table, a row per dataset and a column per
-    method, and where the figures are."""
+    method (in `order`), and where the figures are."""
     hashes = {cell.hash for cell in cells} | {dependency.hash for cell in cells for dependency in cell.dependencies()}
     runs = tracking.finished_seed_runs(None)
-    report = build_report(runs[runs["cell_hash"].isin(hashes)])
+    report = build_report(runs[runs["cell_hash"].isin(hashes)], order=order)
     where = report.log("summary")
     print_notes(report, "study")
     print(render(wide_table(report.tables["table"]), "markdown"))

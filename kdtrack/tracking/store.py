@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, Run
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.models import ModelSignature, infer_signature, set_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
@@ -36,10 +36,11 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 TAG = "kdtrack."
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
-_METRICS_PER_CALL = 1000  # MLflow's log_batch limit
-METRIC_POINTS = 250
-"""Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (about
-0.15 ms a point on SQLite); history.parquet keeps every epoch."""
+_PER_CALL = {"entities": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
+METRIC_POINTS = 100
+"""Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (each
+point costs about 0.2 ms on SQLite, where a 30,000-epoch model trains in 2 s); history.parquet keeps every
+epoch."""
 ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
 """A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
 SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch")
@@ -125,16 +126,20 @@ def _resumed_by_mlflow_run(nested: bool) -> bool:
 
 
 def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
-    """Log one child run of the active run: tags, params, thinned metrics, history, summary, model."""
+    """Log one child run of the active run: tags, params, thinned metrics and summary (in as few writes as
+    MLflow's batch limits allow), the data it saw, its history and checkpoint files, and its model."""
     with mlflow.start_run(run_name=seed_run.name, nested=True) as run:
-        run_id = run.info.run_id
-        mlflow.set_tags({TAG + key: value for key, value in seed_run.tags.items()})
-        mlflow.log_params(seed_run.params)
-        _log_history(run_id, seed_run.history, log_every)
-        mlflow.log_metrics(seed_run.summary)
+        now = int(time.time() * 1000)
+        metrics = _thinned(seed_run.history, log_every, now) + [Metric(k, v, now, 0) for k, v in seed_run.summary.items()]
+        _log_batch(run.info.run_id, metrics, seed_run.params, {TAG + key: value for key, value in seed_run.tags.items()})
         _log_inputs(seed_run.inputs)
+        with tempfile.TemporaryDirectory() as folder:
+            seed_run.history.to_parquet(Path(folder) / HISTORY_PATH, index=False)
+            (Path(folder) / STATE_DICT_PATH).parent.mkdir()
+            torch.save(seed_run.model.state_dict(), Path(folder) / STATE_DICT_PATH)
+            mlflow.log_artifacts(folder)
         _log_model(seed_run.model, seed_run.input_example)
-    return run_id
+    return run.info.run_id
 
 
 def log_trial(name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float]) -> str:
@@ -182,28 +187,36 @@ def auto_log_every(epochs: int) -> int:
     return max(1, math.ceil(epochs / METRIC_POINTS))
 
 
-def _log_history(run_id: str, history: pd.DataFrame, log_every: int) -> None:
-    """Per-epoch metrics at every `log_every`-th epoch and the last; the full history as parquet."""
+def _thinned(history: pd.DataFrame, log_every: int, now: int) -> list[Metric]:
+    """The per-epoch metrics at every `log_every`-th epoch and at the last."""
     epochs = history["epoch"].to_numpy()
     keep = (epochs % log_every == 0) | (epochs == epochs[-1])
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(column, float(value), now, int(epoch))
-        for column in history.columns
-        if column != "epoch"
-        for epoch, value in zip(epochs[keep], history[column].to_numpy()[keep])
-    ]
+    return [Metric(column, float(value), now, int(epoch))
+            for column in history.columns if column != "epoch"
+            for epoch, value in zip(epochs[keep], history[column].to_numpy()[keep])]
+
+
+def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str], tags: dict[str, str]) -> None:
+    """Everything in calls of at most MLflow's limits: 1,000 entities, 100 params, 100 tags each."""
     client = MlflowClient()
-    for start in range(0, len(metrics), _METRICS_PER_CALL):
-        client.log_batch(run_id, metrics=metrics[start : start + _METRICS_PER_CALL])
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / HISTORY_PATH
-        history.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path))
+    params = [Param(key, value) for key, value in params.items()]
+    tags = [RunTag(key, value) for key, value in tags.items()]
+    while metrics or params or tags:
+        some_params, params = params[:_PER_CALL["params"]], params[_PER_CALL["params"]:]
+        some_tags, tags = tags[:_PER_CALL["tags"]], tags[_PER_CALL["tags"]:]
+        room = _PER_CALL["entities"] - len(some_params) - len(some_tags)
+        some_metrics, metrics = metrics[:room], metrics[room:]
+        client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
+
+
+def prepare_model_logging() -> None:
+    """Import and run torch.export once, as mlflow.pytorch.log_model will, with a dynamic batch size: about
+    2 s that the first logged model would otherwise pay, spent while models train."""
+    torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 
 def _log_model(model: MLP, input_example: np.ndarray) -> None:
-    """The model in MLflow's default format, plus its state_dict for a full rebuild (see load_mlp).
+    """The model in MLflow's default format (its state_dict, for a full rebuild, is logged beside it).
 
     The pt2 format needs a tensor signature to export the model; once logged, the signature becomes the
     columns `x0`, `x1` (doubles, as a CSV of points reads), so that MLflow's pyfunc, `mlflow models predict`
@@ -222,10 +235,6 @@ def _log_model(model: MLP, input_example: np.ndarray) -> None:
     )
     columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
     set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(STATE_DICT_PATH).name
-        torch.save(model.state_dict(), path)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(STATE_DICT_PATH).parent))
 
 
 def input_columns(n_features: int) -> list[str]:

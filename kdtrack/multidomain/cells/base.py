@@ -3,6 +3,7 @@ per model of the stack."""
 from __future__ import annotations
 
 import math
+import time
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,7 +13,7 @@ import pandas as pd
 import torch
 
 from ... import tracking
-from ...cells import Cell
+from ...cells import Cell, in_background
 from ...compare import figures
 from ...distillers import Distiller
 from ...engine import Batch, TrainResult, train
@@ -48,13 +49,40 @@ class MLPCell(Cell):
         return Member({"seed": seed, "domain": domain}, *own, tags=tags)
 
     def run(self) -> str:
+        """Train in a thread while the parent run opens and the model exporter warms up (the native step
+        leaves the interpreter free); then log."""
+        started = time.process_time()
+        training = in_background(self.train_stack)
         with tracking.parent_run(self.name, self.tags(), self.parent_params()) as parent_id:
-            self.train_and_log()
+            tracking.prepare_model_logging()
+            trained = training.result()
+            self.log(trained)
+            tracking.log_summary({"train_cpu_seconds": trained.train_cpu_seconds,
+                                  "cell_cpu_seconds": time.process_time() - started})
         return parent_id
 
     @abstractmethod
-    def train_and_log(self) -> None:
-        """Train every model of the cell as one stack and log a child run per model."""
+    def stack(self) -> Stack:
+        """What the cell trains: its models, their objective and their batches."""
+
+    def train_stack(self) -> Trained:
+        stack = self.stack()
+        started = time.thread_time()
+        model, result = fit(self, [member.key["seed"] for member in stack.members], stack.distiller,
+                            stack.train_batches, stack.valid, stack.selection)
+        return Trained(stack.members, model, result, time.thread_time() - started)
+
+    def log(self, trained: Trained) -> None:
+        """A child run per model, the parent's mean and std of their accuracies, and the cell's curves."""
+        accuracies, curves = [], {}
+        for index, member in enumerate(trained.members):
+            seed_run = _seed_run(self, trained.model, trained.result, index, member)
+            tracking.log_seed_run(seed_run, self.metric_every)
+            accuracies.append(seed_run.summary["model_val_acc"])
+            group = f"domain {member.key['domain']}" if "domain" in member.key else self.label
+            curves.setdefault(group, []).append(seed_run.history)
+        tracking.log_summary(mean_std("val_acc", accuracies))
+        tracking.log_figure(figures.curves({self.data.name: curves}, f"{self.name}: mean ± std over seeds"), "curves.png")
 
 
 @dataclass
@@ -76,6 +104,26 @@ class Member:
                 for context, split in splits.items() if split is not None}
 
 
+@dataclass
+class Stack:
+    """One stack to train: model m is members[m] (its seed initialises it), on row m of the batches."""
+
+    members: list[Member]
+    distiller: Distiller
+    train_batches: list[Batch]
+    valid: Batch
+    selection: Batch | None
+
+
+@dataclass
+class Trained:
+    members: list[Member]
+    model: StackedMLP
+    result: TrainResult
+    train_cpu_seconds: float
+    """The training thread's CPU time in the engine: what is not tracking."""
+
+
 def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: list[Batch], valid: Batch,
         selection: Batch | None) -> tuple[StackedMLP, TrainResult]:
     """Train a stack of fresh MLPs, one per entry of `seeds`, with a progress line on stderr."""
@@ -83,22 +131,6 @@ def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: li
     progress = Progress(f"{cell.name} ({len(seeds)} models)", cell.epochs)
     return model, train(model, distiller, train_batches, valid, cell.epochs, cell.train.optim, selection, progress,
                         cell.train.select_on, cell.device)
-
-
-def fit_and_log(cell: MLPCell, members: list[Member], distiller: Distiller, train_batches: list[Batch],
-                valid: Batch, selection: Batch | None) -> list[str]:
-    """Train the stack, log a child run per member and the parent's mean/std; the child run ids, in order."""
-    model, result = fit(cell, [member.key["seed"] for member in members], distiller, train_batches, valid, selection)
-    run_ids, accuracies, curves = [], [], {}
-    for index, member in enumerate(members):
-        seed_run = _seed_run(cell, model, result, index, member)
-        run_ids.append(tracking.log_seed_run(seed_run, cell.metric_every))
-        accuracies.append(seed_run.summary["model_val_acc"])
-        group = f"domain {member.key['domain']}" if "domain" in member.key else cell.label
-        curves.setdefault(group, []).append(seed_run.history)
-    tracking.log_summary(mean_std("val_acc", accuracies))
-    tracking.log_figure(figures.curves({cell.data.name: curves}, f"{cell.name}: mean ± std over seeds"), "curves.png")
-    return run_ids
 
 
 def selected(cell: MLPCell, model: StackedMLP, result: TrainResult, index: int) -> MLP:

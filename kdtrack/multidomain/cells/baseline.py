@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ...distillers import make_distiller
 from ..batches import shared_batch
-from .base import MLPCell, fit_and_log
+from .base import MLPCell, Stack
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,9 +14,8 @@ class BaselineCell(MLPCell):
     member_task = "baseline"
     label: str = "baseline"
 
-    def train_and_log(self) -> None:
+    def stack(self) -> Stack:
         splits = self.splits
-        members = [self.member(seed) for seed in self.seeds]
         selection = None if splits.selection is None else shared_batch(splits.selection)
-        fit_and_log(self, members, make_distiller("ce", self.epochs), [shared_batch(splits.fit)],
-                    shared_batch(splits.valid), selection)
+        return Stack([self.member(seed) for seed in self.seeds], make_distiller("ce", self.epochs),
+                     [shared_batch(splits.fit)], shared_batch(splits.valid), selection)

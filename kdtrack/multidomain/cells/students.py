@@ -10,7 +10,7 @@ from ... import tracking
 from ...distillers import make_distiller
 from ...errors import InputError
 from ..options import DistillOptions
-from .base import MLPCell, fit_and_log
+from .base import MLPCell, Stack
 from .teachers import Teachers, check_taught, student_batches, teacher_dependencies
 
 if TYPE_CHECKING:
@@ -60,14 +60,14 @@ class StudentCell(MLPCell):
     def parent_params(self) -> dict[str, str]:
         return {**super().parent_params(), "teachers": self.teachers.option}
 
-    def train_and_log(self) -> None:
+    def stack(self) -> Stack:
         distill, domains = self.resolved, self.data.domains
         runs = self.teachers.runs(self.seeds)
         train_batches, valid, selection = student_batches(self.data, self.splits, runs, distill.step_order, self.seeds)
         members = [self.member(seed, teacher_run_ids=",".join(runs[(seed, domain)] for domain in domains))
                    for seed in self.seeds]
         distiller = make_distiller(distill.method, self.epochs, distill.alpha, distill.temperature)
-        fit_and_log(self, members, distiller, train_batches, valid, selection)
+        return Stack(members, distiller, train_batches, valid, selection)
 
 
 def tuned_values(run_id: str, data_hash: str | None = None) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from ..batches import domain_batches, shared_batch, teacher_stack_batch, tensors
 from ..data import MultiDomainData, Split
 from ..options import TrainOptions
 from ..splits import Splits
-from .base import MLPCell, fit_and_log
+from .base import MLPCell, Stack
 
 HOLDOUT_PARAMS = ("selection", "selection_fraction", "selection_seed")
 
@@ -52,13 +52,13 @@ class TeachersCell(MLPCell):
         return {(seed, domain): done[self.model_hash(seed=seed, domain=domain)]
                 for seed in seeds for domain in self.data.domains}
 
-    def train_and_log(self) -> None:
-        """Train the stack of seeds x domains: model m = seed index x domains + domain index."""
+    def stack(self) -> Stack:
+        """The stack of seeds x domains: model m = seed index x domains + domain index."""
         splits, domains, n_seeds = self.splits, self.data.domains, len(self.seeds)
         members = [self.member(seed, domain) for seed in self.seeds for domain in domains]
         selection = None if splits.selection is None else teacher_stack_batch(splits.selection, domains, n_seeds)
-        fit_and_log(self, members, make_distiller("ce", self.epochs), [teacher_stack_batch(splits.fit, domains, n_seeds)],
-                    teacher_stack_batch(splits.valid, domains, n_seeds), selection)
+        return Stack(members, make_distiller("ce", self.epochs), [teacher_stack_batch(splits.fit, domains, n_seeds)],
+                     teacher_stack_batch(splits.valid, domains, n_seeds), selection)
 
 
 @dataclass(frozen=True)

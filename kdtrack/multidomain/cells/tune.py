@@ -18,7 +18,7 @@ from ... import tracking
 from ...distillers import make_distiller
 from ...errors import InputError
 from ..batches import tensors
-from .base import MLPCell, accuracy, fit, mean_std, selected
+from .base import MLPCell, Stack, Trained, accuracy, mean_std, selected
 from .teachers import Teachers, check_taught, student_batches, teacher_dependencies
 
 DEFAULT_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -71,9 +71,20 @@ class TuneCell(MLPCell):
         return {**super().parent_params(), "step_order": self.step_order, "teachers": self.teachers.option,
                 "alphas": ",".join(map(str, self.grid.alphas)), "temperatures": ",".join(map(str, self.grid.temperatures))}
 
-    def train_and_log(self) -> None:
+    def stack(self) -> Stack:
+        """Every trial x seed as one stack: model trial * seeds + offset learns from seed offset's teachers."""
         trials, seeds = self.grid.trials(), self.seeds
-        scores = self._score_trials()
+        runs = self.teachers.runs(seeds)
+        train_batches, valid, selection = student_batches(self.data, self.splits, runs, self.step_order, seeds,
+                                                          repeats=len(trials))
+        distiller = make_distiller("kd", self.epochs, alpha=[a for a, _ in trials for _ in seeds],
+                                   temperature=[t for _, t in trials for _ in seeds])
+        return Stack([self.member(seed) for _ in trials for seed in seeds], distiller, train_batches, valid, selection)
+
+    def log(self, trained: Trained) -> None:
+        """A nested run per trial with its scores; the best trial's alpha and temperature on the cell's run."""
+        trials, seeds = self.grid.trials(), self.seeds
+        scores = self._scores(trained)
         for index, ((alpha, temperature), (acc, ce)) in enumerate(zip(trials, scores)):
             tags = {**self.tags(self.member_task), "trial": str(index), "config_hash": self.model_hash(trial=index)}
             tracking.log_trial(f"alpha {alpha} T {temperature:g} · {self.data.name}", tags,
@@ -84,22 +95,15 @@ class TuneCell(MLPCell):
         tracking.log_summary({"best_alpha": alpha, "best_temperature": temperature,
                               "best_selection_acc": sum(scores[best][0]) / len(seeds)})
 
-    def _score_trials(self) -> list[tuple[list[float], list[float]]]:
+    def _scores(self, trained: Trained) -> list[tuple[list[float], list[float]]]:
         """Per trial, the selection accuracy and cross-entropy of each seed's selected student."""
-        trials, seeds, data = self.grid.trials(), self.seeds, self.data
-        runs = self.teachers.runs(seeds)
-        train_batches, valid, selection = student_batches(data, self.splits, runs, self.step_order, seeds,
-                                                          repeats=len(trials))
-        distiller = make_distiller("kd", self.epochs, alpha=[a for a, _ in trials for _ in seeds],
-                                   temperature=[t for _, t in trials for _ in seeds])
-        model, result = fit(self, list(seeds) * len(trials), distiller, train_batches, valid, selection)
-        split = data.valid if self.splits.selection is None else self.splits.selection
+        split = self.data.valid if self.splits.selection is None else self.splits.selection
         x, y = tensors(split)
         scores = []
-        for trial in range(len(trials)):
+        for trial in range(len(self.grid.trials())):
             accs, ces = [], []
-            for offset in range(len(seeds)):
-                student = selected(self, model, result, trial * len(seeds) + offset)
+            for offset in range(len(self.seeds)):
+                student = selected(self, trained.model, trained.result, trial * len(self.seeds) + offset)
                 accs.append(accuracy(student, split))
                 with torch.no_grad():
                     ces.append(float(F.cross_entropy(student(x), y)))

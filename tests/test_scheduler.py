@@ -1,0 +1,123 @@
+"""The scheduler: a study's graph in dependency order with shared teachers trained once, the same numbers
+with one worker or two, and a terminated study that leaves no run RUNNING."""
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+
+from kdtrack.cli import main
+from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
+from kdtrack.multidomain.study import StudyConfig
+from kdtrack.scheduler import plan_cells
+
+CONFIG = {
+    "epochs": 40,
+    "train": {"selection": "holdout"},
+    "tune": {"alphas": [0.3, 0.7], "temperatures": [4], "epochs": 20},
+    "methods": {
+        "baseline": {"task": "baseline"},
+        "kd": {"distill": {"alpha": 0.5, "temperature": 4}},
+        "kd-es": {"distill": {"alpha": "tuned", "temperature": 4}},
+        "kd-bn": {"train": {"batch_norm": True}, "distill": {"alpha": 0.5, "temperature": 4}},
+    },
+}
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    path = tmp_path / "tiny.pkl"
+    save_multidomain(make_multidomain(0.75, 2, n_train=240, n_valid=60, name="tiny"), path)
+    return str(path)
+
+
+def write_config(tmp_path) -> str:
+    import yaml
+
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return str(path)
+
+
+def test_plan_puts_dependencies_first_and_trains_shared_teachers_once(tracking_uri, dataset):
+    cells = StudyConfig("study.yaml", CONFIG).cells(load_multidomain(dataset), (0, 10), None)
+    plan = [cell for cell, _ in plan_cells(cells, resume=True)]
+    names = [cell.name for cell in plan]
+    assert names.count("teachers · tiny") == 1, "kd, kd-es and kd-bn share one teachers cell"
+    assert sorted(names) == sorted(["baseline · tiny", "teachers · tiny", "kd-es-tune · tiny", "kd · tiny",
+                                    "kd-es · tiny", "kd-bn · tiny"])
+    position = {name: index for index, name in enumerate(names)}
+    for student in ("kd · tiny", "kd-es · tiny", "kd-bn · tiny"):
+        assert position["teachers · tiny"] < position[student]
+    assert position["teachers · tiny"] < position["kd-es-tune · tiny"] < position["kd-es · tiny"]
+
+
+def run_study(config: str, data: str, uri: str, workers: int, monkeypatch) -> dict:
+    """A study in its own store; each per-seed run's logged accuracy, best epoch and loss, by method, seed
+    and domain."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["study", "--config", config, "--data", data, "--seeds", "0,10", "--workers", str(workers)]) == 0
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    study = next(run for run in runs if run.data.tags["kdtrack.task"] == "study")
+    cells = [run for run in runs if run.data.tags["kdtrack.task"] in ("baseline", "teachers", "distill", "tune")
+             and "kdtrack.seed" not in run.data.tags]
+    assert {run.data.tags["mlflow.parentRunId"] for run in cells} == {study.info.run_id}, "cells nest under the study"
+    return {(run.data.tags["kdtrack.method"], run.data.tags["kdtrack.seed"], run.data.tags.get("kdtrack.domain")):
+            (run.data.metrics["model_val_acc"], run.data.metrics["best_epoch"], run.data.metrics["best_val_loss"])
+            for run in runs if "kdtrack.seed" in run.data.tags}
+
+
+def test_two_workers_give_the_numbers_one_gives(tmp_path, dataset, monkeypatch):
+    config = write_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    alone = run_study(config, dataset, f"sqlite:///{tmp_path / 'one.db'}", 1, monkeypatch)
+    together = run_study(config, dataset, f"sqlite:///{tmp_path / 'two.db'}", 2, monkeypatch)
+    assert len(alone) == 2 * (1 + 3 + 3) and alone == together
+
+
+def test_terminated_study_leaves_no_run_running(tmp_path, dataset):
+    """SIGTERM (a scheduler's time limit) to a study whose cells train in workers: every open run, the
+    workers' included, ends FAILED, and the command exits 130."""
+    config = tmp_path / "long.yaml"
+    config.write_text("epochs: 200000\nmethods:\n  baseline: {task: baseline}\n  kd: {distill: {alpha: 0.5}}\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs_in(uri)  # the store exists before the study starts, so that reading it races nothing
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    study = subprocess.Popen([sys.executable, "-m", "kdtrack", "study", "--config", str(config), "--data", dataset,
+                              "--seeds", "0", "--workers", "2"], cwd=tmp_path, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(running(uri)) < 3:  # the study, and the baseline and teachers cells in their workers
+            assert time.monotonic() < deadline and study.poll() is None, "the cells did not start"
+            time.sleep(0.5)
+        study.send_signal(signal.SIGTERM)
+        assert study.wait(timeout=60) == 130
+    finally:
+        study.kill()
+    statuses = [run.info.status for run in runs_in(uri)]
+    assert set(statuses) == {"FAILED"} and len(statuses) >= 3
+
+
+def running(uri: str) -> list:
+    return [run for run in runs_in(uri) if run.info.status == "RUNNING"]
+
+
+def runs_in(uri: str) -> list:
+    """Every run of the store, which opening creates if it does not exist yet."""
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.search_runs(search_all_experiments=True, output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -271,10 +271,11 @@ def _study(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from .compare.report import build_report, log_compare_run, print_notes
     from .compare.tables import render
-    from .tracking import finished_seed_runs
+    from .tracking import finished_seed_runs, study_order
 
-    report = build_report(finished_seed_runs(args.experiment_name or None), args.teachers, args.paired or None,
-                          args.metric)
+    experiment = args.experiment_name or None
+    report = build_report(finished_seed_runs(experiment), args.teachers, args.paired or None, args.metric,
+                          order=study_order(experiment))
     print_notes(report, "kdtrack compare")
     print(render(report.tables[f"paired_{args.paired}" if args.paired else "table"], args.format))
     if args.out:

@@ -12,21 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .. import tracking
 from ..errors import InputError
 
 STUDENT_KEYS = ["dataset", "method"]
 TEACHER_KEYS = ["dataset", "domain"]
-
-
-def compare_table(experiment: str | None, teachers: bool = False, paired: str | None = None,
-                  metric: str = "model_val_acc") -> tuple[pd.DataFrame, list[str]]:
-    """The table `kdtrack compare` prints, and notes on configurations it left out. `metric` is one of
-    tracking.ACCURACY_METRICS."""
-    rows, notes = current_rows(tracking.finished_seed_runs(experiment), teachers)
-    if paired:
-        return paired_table(rows, paired, metric), notes
-    return summary_table(rows, TEACHER_KEYS if teachers else STUDENT_KEYS, metric), notes
 
 
 def current_rows(runs: pd.DataFrame, teachers: bool = False, order: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:

@@ -161,7 +161,8 @@ def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], e
     tracking.use_experiment(experiment)
     tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
     params = {"config": config_path, "data": ",".join(data_paths), "seeds": ",".join(map(str, seeds)),
-              "epochs": str(epochs or ""), "device": device, "workers": str(workers)}
+              "epochs": str(epochs or ""), "device": device, "workers": str(workers),
+              "methods": ",".join(config.raw["methods"])}
     with tracking.parent_run(f"study {Path(config_path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config_path).read_text(), "study_config.yaml")
         run_cells(cells, resume=True, workers=workers or default_workers())

@@ -23,6 +23,7 @@ from .store import (
     prepare_model_logging,
     process_context,
     run_of_model,
+    study_order,
     tag,
     use_experiment,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "process_context",
     "register",
     "run_of_model",
+    "study_order",
     "tag",
     "use_experiment",
 ]

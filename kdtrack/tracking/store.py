@@ -330,6 +330,20 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def study_order(experiment: str | None) -> list[str]:
+    """The datasets and methods of the newest finished study (in `experiment`, or in any), in the order its
+    config names them; empty when there is none. Cells run side by side start in no fixed order, so this
+    is the order tables and figures keep."""
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment) if experiment else None
+    experiment_ids = [found.experiment_id] if found else [] if experiment else _all_experiment_ids(client)
+    runs = mlflow.search_runs(experiment_ids, filter_string=f"attributes.status = 'FINISHED' and tags.{TAG}task = 'study'",
+                              order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+    if not runs:
+        return []
+    return tag(runs[0], "dataset").split(",") + runs[0].data.params.get("methods", "").split(",")
+
+
 def _all_experiment_ids(client: MlflowClient) -> list[str]:
     return [experiment.experiment_id for experiment in client.search_experiments()]
 

@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy. Prints the models:/NAME@ALIAS URI and the version.")
     register.add_argument("--run-id", default=None, help="the per-seed run whose model to register")
     register.add_argument("--best", type=_boolean, nargs="?", const=True, default=False,
-                          help="instead, the FINISHED per-seed run of --method (and --dataset) in --experiment-name "
+                          help="instead, the FINISHED per-seed run of --method (and --dataset) in --experiment-name (default: any) "
                           "whose model has the highest model_val_acc (ties: lower best_val_loss, then earlier)")
-    register.add_argument("--experiment-name", default=None, help="with --best: the experiment to choose from")
+    register.add_argument("--experiment-name", default=None, help="with --best: the experiment to choose from (default: every experiment, as compare)")
     register.add_argument("--method", default=None, help="with --best: the method (kdtrack.method tag)")
     register.add_argument("--dataset", default=None, help="with --best: only this dataset (file stem)")
     register.add_argument("--name", required=True, help="registered model name")
@@ -290,10 +290,10 @@ def _register(args: argparse.Namespace) -> None:
     from .tracking import best_run, register, use_experiment
 
     if bool(args.run_id) == bool(args.best):
-        raise InputError("register needs --run-id ID or --best (with --experiment-name and --method), one of them")
-    if args.best and not (args.experiment_name and args.method):
-        raise InputError("register --best needs --experiment-name and --method")
-    run_id = args.run_id or best_run(args.experiment_name, args.method, args.dataset or None)
+        raise InputError("register needs --run-id ID or --best (with --method), one of them")
+    if args.best and not args.method:
+        raise InputError("register --best needs --method")
+    run_id = args.run_id or best_run(args.experiment_name or None, args.method, args.dataset or None)
     use_experiment(args.experiment_name or None)
     registered = register(run_id, args.name, args.alias)
     print(f"{registered.uri} version {registered.version}")

@@ -74,6 +74,7 @@ def test_best_picks_the_highest_model_accuracy_then_the_lower_loss_then_the_earl
                                            r.info.start_time))[0]
     assert best_run("reg", "kd") == expected.info.run_id
     assert best_run("reg", "kd", "small") == expected.info.run_id
+    assert best_run(None, "kd") == expected.info.run_id  # every experiment: this store has one
 
 
 def test_best_breaks_ties_by_loss_then_start_time(monkeypatch):
@@ -146,7 +147,7 @@ REFUSED = {
                                 ["alias 'v1'"]),
     "both run and best": (["--run-id", "x", "--best", "--experiment-name", "reg", "--method", "kd"], "m",
                           ["--run-id ID or --best"]),
-    "best without method": (["--best", "--experiment-name", "reg"], "m", ["needs --experiment-name and --method"]),
+    "best without method": (["--best", "--experiment-name", "reg"], "m", ["needs --method"]),
 }
 
 

@@ -28,16 +28,17 @@ class Registered:
         return f"models:/{self.name}@{self.alias}"
 
 
-def best_run(experiment: str, method: str, dataset: str | None = None) -> str:
-    """The FINISHED per-seed run of `method` (on `dataset`) in `experiment` whose logged model scored best
-    on validation; ties go to the lower best validation loss, then to the earlier run."""
+def best_run(experiment: str | None, method: str, dataset: str | None = None) -> str:
+    """The FINISHED per-seed run of `method` (on `dataset`) in `experiment` (None: in any) whose logged
+    model scored best on validation; ties go to the lower best validation loss, then to the earlier run."""
     runs = finished_seed_runs(experiment)
     runs = runs[(runs["method"] == method) & runs["model_val_acc"].notna()]
     if dataset is not None:
         runs = runs[runs["dataset"] == dataset]
     if runs.empty:
         on = f" on dataset {dataset!r}" if dataset is not None else ""
-        raise InputError(f"experiment {experiment!r}: no FINISHED per-seed run of method {method!r}{on}")
+        where = f"experiment {experiment!r}" if experiment else "the tracking store"
+        raise InputError(f"{where}: no FINISHED per-seed run of method {method!r}{on}")
     ranked = runs.assign(loss=runs["best_val_loss"].fillna(float("inf"))).sort_values(
         ["model_val_acc", "loss", "start_time"], ascending=[False, True, True])
     return ranked["run_id"].iloc[0]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from kdtrack.compare.tables import compare_table
+from kdtrack.compare.report import build_report
+from kdtrack.tracking import finished_seed_runs
 
 REPORT = {  # dataset stem -> method -> (mean, std), validation accuracy in percent, seeds 0,10,1234,99,2021
     "data": {"baseline": (99.53, 0.18), "kd": (99.46, 0.18), "kd-es": (99.80, 0.18), "anneal": (93.46, 0.83)},
@@ -30,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment-name", default="report")
     args = parser.parse_args()
-    table, _ = compare_table(args.experiment_name)
+    table = build_report(finished_seed_runs(args.experiment_name)).tables["table"]
     print("| separation file | method | n | kdtrack | report | check |\n|---|---|---|---|---|---|")
     for row in table.itertuples(index=False):
         if row.dataset in REPORT and row.method in REPORT[row.dataset]:

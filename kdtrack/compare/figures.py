@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -22,24 +23,15 @@ DOMAIN_MARKERS = ("o", "s", "^", "D", "v", "P")
 def accuracy_bars(rows: pd.DataFrame, metric: str, label: str) -> Figure:
     """Per dataset, a bar per method: the mean of `metric` (a fraction, shown in percent) over seeds,
     the sample std as an error bar, and each seed as a point. `rows`: dataset, method, seed, metric."""
-    datasets = sorted(rows["dataset"].unique())
-    figure = _figure(1, len(datasets), width=max(4.0, 1.1 * rows["method"].nunique()), height=4.2)
-    axes = figure.subplots(1, len(datasets), squeeze=False)[0]
-    for ax, dataset in zip(axes, datasets):
-        group = rows[rows["dataset"] == dataset]
-        methods = list(dict.fromkeys(group["method"]))
-        for position, method in enumerate(methods):
-            values = 100 * group.loc[group["method"] == method, metric].to_numpy(dtype=float)
-            std = values.std(ddof=1) if len(values) > 1 else 0.0
-            ax.bar(position, values.mean(), width=0.7, color=f"C{position % 10}", alpha=0.55, yerr=std, capsize=4)
-            jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(1)
-            ax.scatter(position + jitter, values, s=14, color="black", zorder=3)
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    def bar(ax, position: int, values: np.ndarray) -> None:
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.bar(position, values.mean(), width=0.7, color=f"C{position % 10}", alpha=0.55, yerr=std, capsize=4)
+
+    figure, panels = _method_panels(rows, metric, 100.0, bar)
+    for ax, group in panels:
         low = 100 * group[metric].min()
         ax.set_ylim(max(0.0, low - max(2.0, (100 - low) * 0.3)), 100.5)
-        ax.set_title(dataset)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel(f"{label} (%)")
+    panels[0][0].set_ylabel(f"{label} (%)")
     figure.suptitle(f"{label}\nmean ± sample std over seeds (bars), each seed (points)")
     return figure
 
@@ -134,26 +126,39 @@ def schedules(rows: dict[str, dict[str, pd.DataFrame]], title: str) -> Figure:
 def paired_differences(diffs: pd.DataFrame, reference: str) -> Figure:
     """Per dataset, each method's per-seed difference from `reference` in points (points), their mean and
     95% t-interval (bar). `diffs`: dataset, method, seed, diff."""
-    datasets = sorted(diffs["dataset"].unique())
-    figure = _figure(1, len(datasets), width=max(4.0, 1.1 * diffs["method"].nunique()), height=4.2)
-    axes = figure.subplots(1, len(datasets), squeeze=False)[0]
-    for ax, dataset in zip(axes, datasets):
-        group = diffs[diffs["dataset"] == dataset]
+    def interval(ax, position: int, values: np.ndarray) -> None:
+        ax.errorbar(position, values.mean(), yerr=_t_half_width(values), fmt="D", color=f"C{position % 10}",
+                    capsize=5, ms=6)
+
+    figure, panels = _method_panels(diffs, "diff", 1.0, interval)
+    for ax, _ in panels:
+        ax.axhline(0, color="black", lw=0.8)
+    panels[0][0].set_ylabel(f"difference from {reference} (points)")
+    figure.suptitle(f"Per-seed difference from {reference}\neach seed (points), mean and 95% t-interval (bar)")
+    return figure
+
+
+def _method_panels(rows: pd.DataFrame, column: str, scale: float,
+                   summary: Callable[[Axes, int, np.ndarray], None]) -> tuple[Figure, list[tuple[Axes, pd.DataFrame]]]:
+    """A panel per dataset of `rows` with a place per method: `summary` draws the method's values of
+    `column` (times `scale`) over seeds, and each seed is a point beside it. The panels and their rows."""
+    datasets = sorted(rows["dataset"].unique())
+    figure = _figure(1, len(datasets), width=max(4.0, 1.1 * rows["method"].nunique()), height=4.2)
+    panels = []
+    for ax, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
+        group = rows[rows["dataset"] == dataset]
         methods = list(dict.fromkeys(group["method"]))
         for position, method in enumerate(methods):
-            values = group.loc[group["method"] == method, "diff"].to_numpy(dtype=float)
-            half = _t_half_width(values)
-            ax.errorbar(position, values.mean(), yerr=half, fmt="D", color=f"C{position % 10}", capsize=5, ms=6)
-            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
-            ax.scatter(position + jitter, values, s=12, color="black", alpha=0.6, zorder=3)
-        ax.axhline(0, color="black", lw=0.8)
+            values = scale * group.loc[group["method"] == method, column].to_numpy(dtype=float)
+            summary(ax, position, values)
+            jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(position + jitter, values, s=14, color="black", alpha=0.7, zorder=3)
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.set_title(dataset)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel(f"difference from {reference} (points)")
-    figure.suptitle(f"Per-seed difference from {reference}\neach seed (points), mean and 95% t-interval (bar)")
-    return figure
+        panels.append((ax, group))
+    return figure, panels
 
 
 def _mean_band(histories: list[pd.DataFrame], column: str, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,3 +41,14 @@ def _no_active_experiment_left_behind():
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     else:
         os.environ["MLFLOW_EXPERIMENT_ID"] = SESSION_EXPERIMENT_ID
+
+
+@pytest.fixture(autouse=True)
+def _module_store(request, monkeypatch):
+    """A module whose tests share one store built once names that fixture in SHARED_STORE (it yields a dict
+    with the store's "uri"); each test that uses it then points MLflow at that store."""
+    name = getattr(request.module, "SHARED_STORE", None)
+    if name and name in request.fixturenames:
+        uri = request.getfixturevalue(name)["uri"]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)

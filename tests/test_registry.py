@@ -24,6 +24,7 @@ from kdtrack.tracking import best_run, load_mlp
 
 BIN = Path(sys.executable).parent
 SEEDS = "0,10,1234"
+SHARED_STORE = "store"  # conftest points MLflow at it for each test that uses it
 
 
 def run(argv: list[str]) -> str:
@@ -58,14 +59,6 @@ def store(tmp_path_factory):
         run(["distill", *common])
         yield {"uri": uri, "data": load_multidomain(data), "folder": folder}
         mlflow.set_tracking_uri(None)
-
-
-@pytest.fixture(autouse=True)
-def _use_store(request, monkeypatch):
-    if "store" in request.fixturenames:
-        uri = request.getfixturevalue("store")["uri"]
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
 
 
 def test_best_picks_the_highest_model_accuracy_then_the_lower_loss_then_the_earlier_run(store):

@@ -18,6 +18,7 @@ from kdtrack.multidomain.splits import domain_subset, make_splits
 from kdtrack.multidomain.options import TrainOptions
 
 PNG = b"\x89PNG\r\n\x1a\n"
+SHARED_STORE = "study"  # conftest points MLflow at it for each test that uses it
 CONFIG = """
 epochs: 30
 train: {selection: holdout}
@@ -50,14 +51,6 @@ def study(tmp_path_factory):
         printed = run(["study", "--config", str(config), "--data", str(data), "--seeds", "0,10", "--experiment-name", "mini"])
         yield {"uri": uri, "folder": folder, "printed": printed, "data": load_multidomain(data)}
         mlflow.set_tracking_uri(None)
-
-
-@pytest.fixture(autouse=True)
-def _use_store(request, monkeypatch):
-    if "study" in request.fixturenames:
-        uri = request.getfixturevalue("study")["uri"]
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
 
 
 def all_runs() -> list:

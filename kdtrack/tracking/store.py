@@ -5,6 +5,7 @@ The tracking store is MLflow's own default (or MLFLOW_TRACKING_URI); the active 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -209,9 +210,10 @@ def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str], tags:
         client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
 
 
+@functools.cache
 def prepare_model_logging() -> None:
-    """Import and run torch.export once, as mlflow.pytorch.log_model will, with a dynamic batch size: about
-    2 s that the first logged model would otherwise pay, spent while models train."""
+    """Import and run torch.export once per process, as mlflow.pytorch.log_model will, with a dynamic batch
+    size: about 2 s that the first logged model would otherwise pay, spent while models train."""
     torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 

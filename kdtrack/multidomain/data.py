@@ -3,12 +3,8 @@
 The schema is a dict of numpy arrays (``REQUIRED_KEYS``), stored as a pickle like the real
 files or as an ``.npz``.
 
-Pickles are read with an unpickler whose only globals are the few names numpy's own array
-pickles use, and even those are stand-ins that merely record what the file says. Admitting the
-real ``numpy.dtype`` would not be safe: the file's BUILD state goes to ``dtype.__setstate__``,
-which trusts flags such as "holds object pointers" and so lets a corrupt or hostile file crash
-the process. The stand-ins become real arrays only afterwards, and only for plain number and text
-dtypes, whose bytes numpy copies without interpreting them.
+Pickles are read without running code from them (kdtrack.safe_pickle: numpy arrays and plain
+containers only).
 """
 from __future__ import annotations
 
@@ -16,21 +12,18 @@ import hashlib
 import io
 import os
 import pickle
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from kdtrack import safe_pickle
 from kdtrack.errors import InputError
 
 REQUIRED_KEYS = ("x_train", "y_train", "d_train", "x_valid", "y_valid", "d_valid")
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTO_OPCODE = b"\x80"  # every pickle of protocol 2 or later starts with it
-_PLAIN_DTYPE = re.compile(r"[biufcSU][0-9]+")  # as numpy pickles them: 'f8', 'i8', 'U5', ...
-_BYTE_ORDERS = ("<", ">", "|", "=")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SHOWN_VALUES = 5
 
@@ -135,126 +128,23 @@ def _read_npz(raw: bytes) -> dict:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except Exception as error:
-        raise _Problem(f"truncated or corrupt .npz file ({_describe(error)})") from error
+        raise _Problem(f"truncated or corrupt .npz file ({safe_pickle.describe(error)})") from error
 
 
 def _unpickle(raw: bytes) -> object:
     try:
-        return _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
-    except _Refused as refused:
-        raise _Problem(
-            f"refused to load '{refused}' (only numpy arrays and plain containers are allowed)"
-        ) from None
-    # A bad file can make the unpickler or the stand-ins raise almost anything.
-    except Exception as error:
-        if not raw.startswith(_PICKLE_PROTO_OPCODE):
-            raise _Problem(f"not a pickle or .npz file ({_describe(error)})") from error
-        raise _Problem(f"truncated or corrupt pickle ({_describe(error)})") from error
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
-# ---- the restricted unpickler ----------------------------------------------------------------
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-class _PickledDtype:
-    """Stands in for ``numpy.dtype(spec, align, copy)``; BUILD hands it the dtype's state."""
-
-    def __init__(self, spec: object, *_align_copy: object) -> None:
-        self.spec = spec
-        self.byte_order: object = "="
-
-    def __setstate__(self, state: tuple) -> None:
-        self.byte_order = state[1]
-
-    def resolve(self, key: str) -> np.dtype:
-        if not isinstance(self.spec, str) or self.byte_order not in _BYTE_ORDERS:
-            raise _Problem(f"{key} is a corrupt numpy array (bad dtype {self.spec!r})")
-        if not _PLAIN_DTYPE.fullmatch(self.spec):
-            name = "object" if self.spec.startswith("O") else self.spec
-            raise _Problem(f"{key} has dtype '{name}', expected numbers")
-        try:
-            dtype = np.dtype(self.spec)
-        except TypeError as error:
-            raise _Problem(f"{key} is a corrupt numpy array (bad dtype {self.spec!r})") from error
-        return dtype.newbyteorder(self.byte_order) if self.byte_order in "<>" else dtype
-
-
-class _PickledArray:
-    """Stands in for an ndarray: its shape, dtype, memory order and raw bytes, as the file says."""
-
-    def __init__(
-        self, shape: object = None, dtype: object = None, fortran: object = False, raw: object = None
-    ) -> None:
-        self.shape, self.dtype, self.fortran, self.raw = shape, dtype, fortran, raw
-
-    def __setstate__(self, state: tuple) -> None:
-        # (version, shape, dtype, is_fortran, raw), or the same without the version
-        self.shape, self.dtype, self.fortran, self.raw = state[-4:]
-
-
-def _reconstruct(*_class_shape_dtype: object) -> _PickledArray:
-    """numpy pickles an array as _reconstruct(ndarray, (0,), b'b') and then BUILDs the real state."""
-    return _PickledArray()
-
-
-def _frombuffer(raw: object, dtype: object, shape: object, order: object) -> _PickledArray:
-    """How numpy pickles arrays under protocol 5 (the default from Python 3.14)."""
-    return _PickledArray(shape, dtype, order == "F", raw)
-
-
-def _scalar(dtype: object, raw: object) -> _PickledArray:
-    return _PickledArray((), dtype, False, raw)
-
-
-def _latin1(text: object, encoding: object) -> bytes:
-    """Protocols 0 to 2 store bytes as _codecs.encode(text, 'latin1')."""
-    if not isinstance(text, str) or encoding != "latin1":
-        raise pickle.UnpicklingError(f"unexpected _codecs.encode({encoding!r})")
-    return text.encode("latin1")
-
-
-_NDARRAY_TAG = object()  # numpy's pickles pass ndarray only as the first argument of _reconstruct
-
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): _NDARRAY_TAG,
-    ("numpy", "dtype"): _PickledDtype,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy.core.multiarray", "scalar"): _scalar,
-    ("numpy._core.multiarray", "scalar"): _scalar,
-    ("_codecs", "encode"): _latin1,
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _Refused(f"{module}.{name}") from None
+        return safe_pickle.load(raw)
+    except safe_pickle.NotAPickle as problem:
+        raise _Problem(f"not a pickle or .npz file ({problem.detail})") from problem.__cause__
+    except safe_pickle.PickleProblem as problem:
+        raise _Problem(str(problem)) from problem.__cause__
 
 
 def _to_numpy(key: str, value: object) -> object:
-    """Turn a stand-in into a real, writable array; anything else is returned for checking."""
-    if not isinstance(value, _PickledArray):
-        return value
-    if not isinstance(value.dtype, _PickledDtype):
-        raise _Problem(f"{key} is a corrupt numpy array (no dtype)")
-    dtype = value.dtype.resolve(key)
     try:
-        flat = np.frombuffer(value.raw, dtype=dtype)
-        return flat.reshape(value.shape, order="F" if value.fortran else "C").copy()
-    except Exception as error:
-        raise _Problem(f"{key} is a corrupt numpy array ({_describe(error)})") from error
+        return safe_pickle.to_numpy(key, value)
+    except safe_pickle.PickleProblem as problem:
+        raise _Problem(str(problem)) from problem.__cause__
 
 
 # ---- checking --------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from ..distillers import DISTILL_METHODS
 from ..engine import SELECT_ON
 from ..engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from ..errors import InputError
+from ..options import coerce_numbers, params_of, require
 from ..models.mlp import MLPConfig
 
 SELECTIONS = ("holdout", "validation")
@@ -37,17 +38,17 @@ class TrainOptions:
     selection_seed: int = 0
 
     def __post_init__(self):
-        _coerce_numbers(self)
-        _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        _require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
-        _require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
-        _require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
-        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        _require(self.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
-        _require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        _require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
-        _require(bool(self.hidden) and min(self.hidden) >= 1, f"hidden sizes must be positive, got {self.hidden}")
+        coerce_numbers(self)
+        require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
+        require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
+        require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        require(self.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
+        require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
+        require(bool(self.hidden) and min(self.hidden) >= 1, f"hidden sizes must be positive, got {self.hidden}")
 
     @property
     def optim(self) -> OptimConfig:
@@ -57,7 +58,7 @@ class TrainOptions:
         return MLPConfig(in_features, self.hidden, n_classes, self.batch_norm)
 
     def params(self) -> dict[str, str]:
-        return _params(self)
+        return params_of(self)
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,16 @@ class DistillOptions:
     step_order: str = "joint"
 
     def __post_init__(self):
-        _coerce_numbers(self)
-        _require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
-        _require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
-        _require(0 < self.temperature < math.inf, f"temperature must be a positive finite number, got {self.temperature}")
-        _require(self.method != "anneal-jafari" or self.temperature == int(self.temperature),
+        coerce_numbers(self)
+        require(self.method in DISTILL_METHODS, f"method must be one of {', '.join(DISTILL_METHODS)}, got {self.method!r}")
+        require(0 <= self.alpha <= 1, f"alpha must lie in [0, 1], got {self.alpha}")
+        require(0 < self.temperature < math.inf, f"temperature must be a positive finite number, got {self.temperature}")
+        require(self.method != "anneal-jafari" or self.temperature == int(self.temperature),
                  f"temperature (tau_max) must be a whole number for anneal-jafari, got {self.temperature}")
-        _require(self.step_order in STEP_ORDERS, f"step-order must be one of {', '.join(STEP_ORDERS)}, got {self.step_order!r}")
+        require(self.step_order in STEP_ORDERS, f"step-order must be one of {', '.join(STEP_ORDERS)}, got {self.step_order!r}")
 
     def params(self) -> dict[str, str]:
-        return _params(self)
+        return params_of(self)
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -88,42 +89,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         seeds = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise InputError(f"seeds must be comma-separated integers, got {text!r}") from None
-    _require(bool(seeds), "seeds must name at least one seed")
-    _require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
-    _require(min(seeds) >= 0 and max(seeds) < MAX_SEED, f"seeds must lie in [0, 2**32), got {text!r}")
+    require(bool(seeds), "seeds must name at least one seed")
+    require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
+    require(min(seeds) >= 0 and max(seeds) < MAX_SEED, f"seeds must lie in [0, 2**32), got {text!r}")
     return seeds
-
-
-def _coerce_numbers(options) -> None:
-    """Make numeric fields their declared type, so that 4 from a YAML file and 4.0 from the command line
-    are one configuration (same params, same hash)."""
-    for field in fields(options):
-        kind = {"float": float, "int": int}.get(field.type)
-        value = getattr(options, field.name)
-        if kind is None or isinstance(value, bool):
-            continue
-        try:
-            converted = kind(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{field.name.replace('_', '-')} must be a number, got {value!r}") from None
-        if kind is int and converted != value:
-            raise InputError(f"{field.name.replace('_', '-')} must be a whole number, got {value!r}")
-        object.__setattr__(options, field.name, converted)
-
-
-def _params(options) -> dict[str, str]:
-    values = asdict(options)
-    return {field.name: _param_text(values[field.name]) for field in fields(options)}
-
-
-def _param_text(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise InputError(message)

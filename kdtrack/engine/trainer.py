@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from ..distillers.base import CROSS_ENTROPY, LossMix, accuracy_terms
 from ..models.mlp import StackedMLP
 from ..progress import Progress
 from . import native
+from .native import HISTORY
 from .optim import ADAM_BETAS, ADAM_EPS, OptimConfig, make_optimizer, make_scheduler, step_schedule
 
 SELECT_ON = ("objective", "ce", "accuracy")
@@ -103,17 +105,34 @@ def train(
             print(f"engine: the PyTorch step trains this stack: the native step cannot, {reason}", flush=True,
                   file=sys.stderr)
         step = TorchStep(model.to(device), distiller, train_batches, valid, epochs, optim, selection, select_on, device)
+    engine = "native" if reason is None else "torch"
+    return run_epochs(step, distiller, epochs, CHUNK, progress, selection is not None, engine)
+
+
+class Step(Protocol):
+    """What the loop drives: `run(first, last)` trains epochs [first, last) and returns their history rows,
+    (last - first, len(HISTORY), M); then the selected epoch of each model and its tensors, or the last."""
+
+    def run(self, first: int, last: int) -> np.ndarray: ...
+
+    def best_epoch(self) -> np.ndarray: ...
+
+    def snapshot(self, best: bool) -> dict[str, Tensor]: ...
+
+
+def run_epochs(step: Step, distiller: Distiller, epochs: int, chunk: int, progress: Progress | None,
+               with_selection: bool, engine: str) -> TrainResult:
+    """Every step's loop: epochs in chunks, progress after each, the history read once at the end."""
     chunks = []
-    for first in range(0, epochs, CHUNK):
-        chunks.append(step.run(first, min(first + CHUNK, epochs)))
+    for first in range(0, epochs, chunk):
+        chunks.append(step.run(first, min(first + chunk, epochs)))
         if progress:
-            progress.tick(min(first + CHUNK, epochs), lambda: f"mean val_acc {np.nanmean(chunks[-1][-1, 3]):.4f}")
+            progress.tick(min(first + chunk, epochs), lambda: f"mean val_acc {np.nanmean(chunks[-1][-1, 3]):.4f}")
     rows = np.concatenate(chunks)
-    names = list(native.HISTORY) if selection is not None else list(native.HISTORY[:4])
-    history = {name: rows[:, native.HISTORY.index(name)] for name in names}
+    names = list(HISTORY) if with_selection else list(HISTORY[:4])
+    history = {name: rows[:, HISTORY.index(name)] for name in names}
     for name in distiller.schedule(0):
         history[name] = np.array([distiller.schedule(e)[name] for e in range(epochs)])
-    engine = "native" if reason is None else "torch"
     return TrainResult(history, step.best_epoch(), step.snapshot(best=True), step.snapshot(best=False), engine)
 
 
@@ -175,14 +194,11 @@ class TorchStep:
         self.selection = None if selection is None else selection.to(device)
         self.optimizer = make_optimizer(model.parameters(), optim)
         self.scheduler = make_scheduler(self.optimizer, optim, epochs * len(train_batches))
-        m = model.n_models
-        self.best_loss = torch.full((m,), float("inf"), device=device)
-        self.best_error = torch.full((m,), float("inf"), device=device)
-        self.best_at = torch.zeros(m, dtype=torch.long, device=device)
+        self.selector = Selector(model.n_models, select_on, device)
         self.best = model.snapshot()
 
     def run(self, first: int, last: int) -> np.ndarray:
-        rows = torch.empty(last - first, len(native.HISTORY), self.model.n_models, device=self.best_loss.device)
+        rows = torch.empty(last - first, len(HISTORY), self.model.n_models, device=self.selector.best_at.device)
         for row, epoch in zip(rows, range(first, last)):
             self.model.train()
             row[0], row[1] = self._train_epoch(epoch)
@@ -221,6 +237,29 @@ class TorchStep:
         return batch.mean(sum(mix.terms(logits, batch.teacher, batch.y).values())), batch.mean(accuracy_terms(logits, batch.y))
 
     def _keep_if_better(self, loss: Tensor, error: Tensor, epoch: int) -> None:
+        improved = self.selector.offer(loss, error, epoch)
+        self.best = _keep_where(improved, self.model.tensors(), self.best)
+
+    def best_epoch(self) -> np.ndarray:
+        return self.selector.best_at.cpu().numpy()
+
+    def snapshot(self, best: bool) -> dict[str, Tensor]:
+        tensors = self.best if best else self.model.snapshot()
+        return {key: value.cpu() for key, value in tensors.items()}
+
+
+class Selector:
+    """The selection criterion, per model of a stack: the lowest loss, or under `accuracy` the lowest error
+    with ties broken by the loss. `offer` records an epoch's scores and says which models improved."""
+
+    def __init__(self, n_models: int, select_on: str, device: torch.device | str = "cpu"):
+        self.select_on = select_on
+        self.best_loss = torch.full((n_models,), float("inf"), device=device)
+        self.best_error = torch.full((n_models,), float("inf"), device=device)
+        self.best_at = torch.zeros(n_models, dtype=torch.long, device=device)
+
+    def offer(self, loss: Tensor, error: Tensor, epoch: int) -> Tensor:
+        """Scores (M,) of 0-based `epoch`; the (M,) mask of the models whose checkpoint it now is."""
         if self.select_on == "accuracy":
             improved = (error < self.best_error) | ((error == self.best_error) & (loss < self.best_loss))
         else:
@@ -228,14 +267,7 @@ class TorchStep:
         self.best_loss = torch.where(improved, loss, self.best_loss)
         self.best_error = torch.where(improved, error, self.best_error)
         self.best_at = torch.where(improved, epoch + 1, self.best_at)
-        self.best = _keep_where(improved, self.model.tensors(), self.best)
-
-    def best_epoch(self) -> np.ndarray:
-        return self.best_at.cpu().numpy()
-
-    def snapshot(self, best: bool) -> dict[str, Tensor]:
-        tensors = self.best if best else self.model.snapshot()
-        return {key: value.cpu() for key, value in tensors.items()}
+        return improved
 
 
 def _keep_where(improved: Tensor, current: dict[str, Tensor], best: dict[str, Tensor]) -> dict[str, Tensor]:

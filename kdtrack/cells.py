@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, ClassVar, Protocol, TypeVar
 
+import numpy as np
+
 from . import tracking
 
 T = TypeVar("T")
@@ -152,6 +154,15 @@ def config_hash(payload: dict) -> str:
     """A short stable id of everything that determines a result."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def mean_std(name: str, values: list[float]) -> dict[str, float]:
+    """A parent run's summary of its models: `{name}_mean` and, with two or more values, the sample std
+    `{name}_std` (ddof=1)."""
+    summary = {f"{name}_mean": float(np.mean(values))}
+    if len(values) > 1:
+        summary[f"{name}_std"] = float(np.std(values, ddof=1))
+    return summary
 
 
 def in_background(work: Callable[[], T]) -> Future[T]:

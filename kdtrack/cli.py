@@ -9,7 +9,11 @@ from pathlib import Path
 from .distillers import DISTILL_METHODS
 from .engine import DEVICES, SELECT_ON
 from .engine.optim import OPTIMIZERS, SCHEDULES
+from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
 from .errors import InputError
+from .images.data import DATASETS as IMAGE_DATASETS
+from .images.options import ImageKDOptions, SimKDOptions
+from .models.resnet import ARCHS
 from .models.mlp import parse_hidden
 from .multidomain.cells.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
 from .multidomain.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
@@ -140,7 +144,80 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--name", required=True, help="registered model name")
     register.add_argument("--alias", default="champion", help="alias moved to the new version (default champion)")
     register.set_defaults(run=_register)
+
+    teacher = commands.add_parser("train-teacher", help="image path: a ResNet per seed on the labels",
+                                  description="Train a CIFAR ResNet per seed on the labels (method ce), to teach "
+                                  "image-kd and simkd students: a parent run with a child run per seed. Runs "
+                                  "unchanged under torchrun (DistributedDataParallel; only the first process "
+                                  "writes to MLflow).")
+    _add_image_options(teacher, default_arch="resnet32x4")
+    teacher.set_defaults(run=_train_teacher)
+
+    image_kd = commands.add_parser("image-kd", help="image path: Hinton KD from a logged teacher",
+                                   description="Train a ResNet student per seed with Hinton KD, (1 - alpha) CE + "
+                                   "alpha T^2 KL, from the teacher logged at --teacher.")
+    _add_image_options(image_kd, default_arch="resnet8x4", teacher=True)
+    kd_defaults = ImageKDOptions()
+    image_kd.add_argument("--alpha", type=float, default=kd_defaults.alpha,
+                          help=f"weight of the teacher term (default {kd_defaults.alpha})")
+    image_kd.add_argument("--temperature", type=float, default=kd_defaults.temperature,
+                          help=f"softmax temperature T (default {kd_defaults.temperature:g})")
+    image_kd.set_defaults(run=_image_kd)
+
+    simkd = commands.add_parser("simkd", help="image path: SimKD, the reused teacher classifier",
+                                description="Train a ResNet student per seed with SimKD (Chen et al., CVPR 2022): "
+                                "a projector maps the student's penultimate map into the teacher's and the teacher's "
+                                "frozen classifier predicts. The logged model is student backbone + projector + "
+                                "teacher classifier.")
+    _add_image_options(simkd, default_arch="resnet8x4", teacher=True)
+    simkd_defaults = SimKDOptions()
+    simkd.add_argument("--factor", type=int, default=simkd_defaults.factor,
+                       help=f"the projector's bottleneck: teacher channels / factor (default {simkd_defaults.factor})")
+    simkd.add_argument("--loss", choices=SIMKD_LOSSES, default=simkd_defaults.loss,
+                       help="l2: mean squared error of the maps (the paper's); kl: T^2 KL between the class "
+                       "distributions the reused classifier gives the projected maps and the teacher's (default l2)")
+    simkd.add_argument("--projector", choices=SIMKD_PROJECTORS, default=simkd_defaults.projector,
+                       help="single: the penultimate maps; multi: and a second projector on the previous stage; "
+                       "all-layer: a projector per stage pair (default single)")
+    simkd.add_argument("--multi-weight", type=float, default=simkd_defaults.multi_weight,
+                       help="with --projector multi: the penultimate pair's weight, the previous stage's is the rest "
+                       "(default 2/3)")
+    simkd.add_argument("--use-labels", type=_boolean, nargs="?", const=True, default=simkd_defaults.use_labels,
+                       help="samples the teacher misclassifies add no loss; the mean is over the rest (default false)")
+    simkd.add_argument("--temperature", type=float, default=simkd_defaults.temperature,
+                       help=f"with --loss kl: the softmax temperature (default {simkd_defaults.temperature:g})")
+    simkd.set_defaults(run=_simkd)
     return parser
+
+
+def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teacher: bool = False) -> None:
+    """The options every image command shares. Left out, a training option is the dataset's recipe's."""
+    job = parser.add_argument_group("data and runs")
+    job.add_argument("--dataset", choices=IMAGE_DATASETS, default="digits",
+                     help="digits (scikit-learn's, 8x8, runs on a CPU in minutes) or cifar100 (needs --data; "
+                     "default digits)")
+    job.add_argument("--data", default=None, help="cifar100: the folder its python tarball unpacks to (train, test, meta)")
+    job.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    job.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
+    job.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default auto)")
+    job.add_argument("--log-every", type=int, default=0, help="log per-epoch metrics every N epochs (default 0: auto)")
+    if teacher:
+        job.add_argument("--teacher", required=True,
+                         help="the teacher's model: runs:/RUN_ID/model or models:/NAME@ALIAS of a train-teacher run")
+    train = parser.add_argument_group("training (left out: the dataset's recipe)")
+    train.add_argument("--arch", choices=ARCHS, default=default_arch, help=f"default {default_arch}")
+    train.add_argument("--epochs", type=_optional_whole_number, default=None, help="epochs (cifar100 240, digits 30)")
+    train.add_argument("--lr", type=_floats, default=None,
+                       help="SGD learning rate (cifar100 and digits 0.05); several, comma-separated, sweep them: a "
+                       "cell per rate nested under one sweep run")
+    train.add_argument("--milestones", type=lambda text: _whole_numbers(text) or None, default=None,
+                       help="epochs after which the rate drops x0.1 (default: 150,180,210 of 240, scaled to --epochs)")
+    train.add_argument("--batch-size", type=_whole_number, default=None, help="over all processes (default 64)")
+    train.add_argument("--weight-decay", type=float, default=None, help="default 5e-4")
+    train.add_argument("--select-on", choices=SELECT_ON, default=None,
+                       help="what selects the checkpoint on the holdout (default accuracy, ties by cross-entropy)")
+    train.add_argument("--selection-fraction", type=float, default=None, help="share of train held out (default 0.1)")
+    train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
 
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +376,44 @@ def _register(args: argparse.Namespace) -> None:
     print(f"{registered.uri} version {registered.version}")
 
 
+def _image_job(args: argparse.Namespace):
+    from .images.options import recipe
+    from .images.tasks import ImageJob
+
+    lrs = args.lr or ()
+    train = recipe(args.dataset, arch=args.arch, epochs=args.epochs, lr=lrs[0] if lrs else None,
+                   milestones=args.milestones, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                   select_on=args.select_on, selection_fraction=args.selection_fraction,
+                   selection_seed=args.selection_seed)
+    return ImageJob(args.dataset, args.data or None, parse_seeds(args.seeds), train, lrs if len(lrs) > 1 else (),
+                    args.experiment_name or None, args.log_every, args.device)
+
+
+def _train_teacher(args: argparse.Namespace) -> None:
+    from .images.tasks import run_train_teacher
+
+    _print_run(run_train_teacher(_image_job(args)))
+
+
+def _image_kd(args: argparse.Namespace) -> None:
+    from .images.tasks import run_image_kd
+
+    _print_run(run_image_kd(_image_job(args), args.teacher, ImageKDOptions(args.alpha, args.temperature)))
+
+
+def _simkd(args: argparse.Namespace) -> None:
+    from .images.tasks import run_simkd
+
+    options = SimKDOptions(args.factor, args.loss, args.projector, args.multi_weight, args.use_labels, args.temperature)
+    _print_run(run_simkd(_image_job(args), args.teacher, options))
+
+
+def _print_run(run_id: str | None) -> None:
+    """The run id on stdout, from the one process that logged it."""
+    if run_id:
+        print(run_id)
+
+
 def _hidden(text: str) -> tuple[int, ...]:
     try:
         return parse_hidden(text)
@@ -311,6 +426,10 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _whole_numbers(text: str) -> tuple[int, ...]:
+    return tuple(_whole_number(part) for part in text.split(",") if part.strip())
 
 
 def _whole_number(text: str) -> int:

@@ -113,19 +113,19 @@ def test_logged_model_scores_exactly_its_logged_accuracy(store, command):
 
 
 def test_state_dict_rebuilds_the_full_model_with_weights_only(store):
-    from kdtrack.tracking import load_mlp
+    from kdtrack.tracking import load_model
 
     child = _children(store["ids"]["baseline"])[0]
     path = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="checkpoint/state_dict.pt")
-    assert set(torch.load(path, weights_only=True)) == set(load_mlp(child.info.run_id).state_dict())
+    assert set(torch.load(path, weights_only=True)) == set(load_model(child.info.run_id).state_dict())
     x, y = _domain_valid(store["data"], child)
-    assert _accuracy(load_mlp(child.info.run_id), x, y) == child.data.metrics["model_val_acc"]
+    assert _accuracy(load_model(child.info.run_id), x, y) == child.data.metrics["model_val_acc"]
 
 
 def test_students_learn_from_their_seeds_in_domain_teachers(store):
     """The student's logged validation loss at its best epoch equals the KD loss recomputed from the
     reloaded student and the reloaded teachers it names, each sample with its own domain's teacher."""
-    from kdtrack.tracking import load_mlp
+    from kdtrack.tracking import load_model
 
     data = store["data"]
     teachers = {(c.data.tags["kdtrack.seed"], c.data.tags["kdtrack.domain"]): c.info.run_id
@@ -139,8 +139,8 @@ def test_students_learn_from_their_seeds_in_domain_teachers(store):
         with torch.no_grad():
             for domain, run_id in enumerate(named):
                 rows = torch.from_numpy(data.valid.d == domain)
-                teacher_logits[rows] = load_mlp(run_id)(x[rows])
-            logits = load_mlp(student.info.run_id)(x)
+                teacher_logits[rows] = load_model(run_id)(x[rows])
+            logits = load_model(student.info.run_id)(x)
         alpha, temperature = 0.7, 4.0
         soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(teacher_logits / temperature, 1), reduction="batchmean")
         loss = (1 - alpha) * F.cross_entropy(logits, torch.from_numpy(data.valid.y)) + alpha * temperature**2 * soft

@@ -162,3 +162,23 @@ def test_conda_environment_pins_what_constraints_pin():
     assert set(listed) == names
     assert {name: version for name, version in listed.items() if name != "torch"} == \
         {name: pins[name] for name in listed if name != "torch"}
+
+
+def test_the_image_entry_points_run_under_mlflow_run(tmp_path):
+    """train_teacher, then simkd from its model: each printed run is the one `mlflow run` created, with a
+    child per seed holding a model."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    small = {"arch": "resnet8x4", "epochs": "1", "seeds": "0"}
+    teacher = mlflow_run(tmp_path, uri, "train_teacher", **small)
+    client = MlflowClient(uri)
+    child = client.search_runs([client.get_run(teacher["printed"]).info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{teacher['printed']}'")[0]
+    student = mlflow_run(tmp_path, uri, "simkd", **small, teacher=f"runs:/{child.info.run_id}/model", loss="kl")
+    for invocation, method in ((teacher, "ce"), (student, "simkd")):
+        assert invocation["reported"] == [invocation["printed"]]
+        parent = client.get_run(invocation["printed"])
+        assert parent.data.tags["kdtrack.method"] == method and parent.info.status == "FINISHED"
+        kids = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert [kid.data.tags["kdtrack.seed"] for kid in kids] == ["0"]
+        assert kids[0].outputs.model_outputs  # the logged model
+    assert client.get_run(student["printed"]).data.params["loss"] == "kl"

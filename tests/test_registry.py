@@ -1,6 +1,6 @@
 """`kdtrack register` and the model registry: which run --best chooses, the version's tags and alias, the
 registered model reloaded through both MLflow flavours and MLflow's own `models predict` at exactly its
-run's logged accuracy, load_mlp by URI, every refusal, and the same round trip through `mlflow server`."""
+run's logged accuracy, load_model by URI, every refusal, and the same round trip through `mlflow server`."""
 import contextlib
 import io
 import json
@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
-from kdtrack.tracking import best_run, load_mlp
+from kdtrack.tracking import best_run, load_model
 
 BIN = Path(sys.executable).parent
 SEEDS = "0,10,1234"
@@ -100,9 +100,9 @@ def test_registered_champion_reloads_through_both_flavours_at_its_logged_accurac
     assert [spec.name for spec in pyfunc.metadata.signature.inputs] == ["x0", "x1"]
     frame = pd.DataFrame(valid.x.astype(np.float64), columns=["x0", "x1"])
     assert accuracy(pyfunc.predict, frame, valid.y) == logged
-    full = load_mlp("models:/small-kd@champion")
+    full = load_model("models:/small-kd@champion")
     assert accuracy(lambda x: full(torch.from_numpy(x)).detach().numpy(), valid.x, valid.y) == logged
-    assert load_mlp(f"runs:/{version.run_id}/model").state_dict().keys() == full.state_dict().keys()
+    assert load_model(f"runs:/{version.run_id}/model").state_dict().keys() == full.state_dict().keys()
 
     again = run(["register", "--run-id", version.run_id, "--name", "small-kd"]).split()
     assert again == ["models:/small-kd@champion", "version", "2"]

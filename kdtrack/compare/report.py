@@ -79,7 +79,7 @@ def _student_figures(report: Report, students: pd.DataFrame, metric: str, paired
     annealed = {method: by_dataset for method, by_dataset in annealed.items() if by_dataset}
     if annealed:
         report.figures["annealing"] = figures.schedules(annealed, "Annealing: temperature over epochs\n(final phase shaded)")
-    for dataset, rows in students.groupby("dataset"):
+    for dataset, rows in students[students["arch"].isna()].groupby("dataset"):  # MLPs on points, not images
         panels = _boundary_panels(rows, report.notes)
         if panels is not None:
             report.figures[f"boundaries_{dataset}"] = panels(dataset)
@@ -118,12 +118,12 @@ def _boundary_panels(rows: pd.DataFrame, notes: list[str]):
     seed = min(common, key=int)
     runs = rows[rows["seed"] == seed]
     baseline, students = runs[runs["task"] == "baseline"], runs[runs["task"] == "student"]
-    first = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_mlp(run.run_id))
+    first = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
              for run in baseline.itertuples()]
     if not students.empty:  # the teachers the first student learnt from
-        first += [(f"teacher, domain {domain}", tracking.load_mlp(run_id))
+        first += [(f"teacher, domain {domain}", tracking.load_model(run_id))
                   for domain, run_id in zip(data.domains, students["teacher_run_ids"].iloc[0].split(","))]
-    second = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_mlp(run.run_id))
+    second = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
               for run in students.itertuples()]
     valid = data.valid
 

@@ -8,6 +8,11 @@ alike, so one definition of each method serves both.
 Shapes: logits are (M, N, C) for M stacked models and N samples; labels are (M or 1, N); teacher logits
 are (M or 1, N, C). Loss terms are per sample, (M, N), already weighted: the engine sums the terms and
 averages each model's sum over that model's own samples, so padding never leaks into a loss.
+
+A single network trained on mini-batches (the image path) asks its distiller for an `Objective` instead:
+the student's prediction and the loss of each sample, from the networks themselves. Logit methods make it
+from their loss mix; a method that needs features (SimKD) reads the networks' feature maps, may add
+learnable `parts` of its own (projectors), and says what the deployed model is (`deployable`).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 Weight = float | Tensor
 """One value for every model of a stack, or a (M,) tensor with one per model."""
@@ -55,9 +60,37 @@ class LossMix:
 CROSS_ENTROPY = LossMix(ce=1.0)
 
 
+@dataclass
+class Objective:
+    """A distiller's view of one mini-batch of a single network: the student's logits (N, C), the loss of
+    each sample (N,), and which samples the loss counts (None: all)."""
+
+    logits: Tensor
+    per_sample: Tensor
+    counted: Tensor | None = None
+
+    def sums(self) -> tuple[Tensor, Tensor]:
+        """The counted samples' loss sum and their number."""
+        if self.counted is None:
+            return self.per_sample.sum(), torch.tensor(float(len(self.per_sample)), device=self.per_sample.device)
+        weight = self.counted.to(self.per_sample.dtype)
+        return (self.per_sample * weight).sum(), weight.sum()
+
+    def loss(self) -> Tensor:
+        """The mean over the counted samples (0 when none counts: the batch then teaches nothing)."""
+        total, count = self.sums()
+        return total / count.clamp(min=1.0)
+
+
 class Distiller:
     """A training objective over `epochs` epochs: its loss mix at each epoch, and at which epochs a
     checkpoint may be selected."""
+
+    parts: nn.Module | None = None
+    """Learnable modules the method adds beside the student (SimKD's projectors); they train with it."""
+    uses_student_classifier = True
+    """False where the method predicts through something else (SimKD: the teacher's classifier), so the
+    student's own classifier is frozen and left out of training."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs
@@ -78,6 +111,20 @@ class Distiller:
     def loss_terms(self, student: Tensor, teacher: Tensor | None, labels: Tensor, epoch: int) -> dict[str, Tensor]:
         """Per-sample loss terms at `epoch`, each (M, N); the loss is their sum."""
         return self.mix(epoch).terms(student, teacher, labels)
+
+    def objective(self, student: nn.Module, teacher: nn.Module | None, x: Tensor, y: Tensor, epoch: int) -> Objective:
+        """One mini-batch `x` (N, ...) with labels `y` (N,) of a single network: the student's logits and,
+        from the loss mix, each sample's loss against the labels and the frozen teacher's logits."""
+        logits = student(x)
+        with torch.no_grad():
+            teacher_logits = None if teacher is None else teacher(x)[None]
+        terms = self.loss_terms(logits[None], teacher_logits, y[None], epoch)
+        return Objective(logits, sum(terms.values())[0])
+
+    def deployable(self, student: nn.Module, teacher: nn.Module | None) -> nn.Module:
+        """The model a run logs and serves: the student itself, unless the method predicts through parts
+        of its own."""
+        return student
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:

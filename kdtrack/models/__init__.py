@@ -1,0 +1,16 @@
+"""The networks kdtrack trains, and rebuilding one from the architecture params its run logged."""
+from torch import nn
+
+from .mlp import MLP, MLPConfig
+from .resnet import CifarResNet, ResNetConfig
+from .simkd import SimKDConfig, SimKDStudent
+
+
+def from_params(params: dict[str, str]) -> nn.Module:
+    """A fresh network of the architecture a run's params describe: a deployed SimKD student (it names
+    its teacher's channels), a CIFAR ResNet (it names an arch), or else an MLP."""
+    if "teacher_channels" in params:
+        return SimKDStudent(SimKDConfig.from_params(params))
+    if "arch" in params:
+        return CifarResNet(ResNetConfig.from_params(params))
+    return MLP(MLPConfig.from_params(params))

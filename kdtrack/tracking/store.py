@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
-from ..models.mlp import MLP, MLPConfig
+from ..models import from_params
 
 # kdtrack reads back many small artifacts (histories, checkpoints); a progress bar for each floods stderr
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -69,8 +69,9 @@ class SeedRun:
     history: pd.DataFrame
     """One row per epoch: `epoch` and the per-epoch metrics."""
     summary: dict[str, float]
-    model: MLP
+    model: torch.nn.Module
     input_example: np.ndarray
+    """A few inputs: points (N, features) become named columns in the signature; images stay tensors."""
     inputs: dict[str, DataInput]
     """The data it saw, by context (`training`, `validation`)."""
 
@@ -217,12 +218,13 @@ def prepare_model_logging() -> None:
     torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 
-def _log_model(model: MLP, input_example: np.ndarray) -> None:
+def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> None:
     """The model in MLflow's default format (its state_dict, for a full rebuild, is logged beside it).
 
-    The pt2 format needs a tensor signature to export the model; once logged, the signature becomes the
-    columns `x0`, `x1` (doubles, as a CSV of points reads), so that MLflow's pyfunc, `mlflow models predict`
-    and `mlflow models serve` take a frame of points. The output is the two classes' logits.
+    The pt2 format needs a tensor signature to export the model. A model of points then gets the columns
+    `x0`, `x1`, ... (doubles, as a CSV of points reads) as its signature, so that MLflow's pyfunc,
+    `mlflow models predict` and `mlflow models serve` take a frame of points; an image model keeps its
+    tensor signature (normalised float32 images, N x C x H x W). The output is the classes' logits.
     """
     model = model.eval()
     with torch.no_grad():
@@ -235,8 +237,9 @@ def _log_model(model: MLP, input_example: np.ndarray) -> None:
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         validate_serving_input=False,  # kdtrack's tests reload every kind of model it logs; this would reload each
     )
-    columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
-    set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
+    if input_example.ndim == 2:
+        columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
+        set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
 
 
 def input_columns(n_features: int) -> list[str]:
@@ -249,15 +252,16 @@ def load_history(run_id: str) -> pd.DataFrame:
     return pd.read_parquet(MlflowClient().download_artifacts(run_id, HISTORY_PATH))
 
 
-def load_mlp(model: str) -> MLP:
+def load_model(model: str) -> torch.nn.Module:
     """Rebuild the full model of a run (a run id, `runs:/ID/model`, or a registered `models:/NAME@ALIAS`
-    or `models:/NAME/VERSION`) from its architecture params and state_dict (weights only)."""
+    or `models:/NAME/VERSION`) from its architecture params and state_dict (weights only): an MLP, a
+    ResNet, or a deployed SimKD student, in eval mode."""
     run_id = run_of_model(model)
-    run = MlflowClient().get_run(run_id)
+    run = get_run(run_id)
     path = MlflowClient().download_artifacts(run_id, STATE_DICT_PATH)
-    model = MLP(MLPConfig.from_params(run.data.params))
-    model.load_state_dict(torch.load(path, weights_only=True))
-    return model.eval()
+    network = from_params(run.data.params)
+    network.load_state_dict(torch.load(path, weights_only=True))
+    return network.eval()
 
 
 def run_of_model(model: str) -> str:
@@ -309,7 +313,7 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
 
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its data
-    file, its summary metrics and start time, one row per run."""
+    file, its architecture (images; none for an MLP), its summary metrics and start time, one row per run."""
     client = MlflowClient()
     if experiment:
         found = client.get_experiment_by_name(experiment)
@@ -323,12 +327,13 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     rows = [
         {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
          "run_id": run.info.run_id, "start_time": run.info.start_time, "data": run.data.params.get("data"),
+         "arch": run.data.params.get("arch"),
          **{metric: run.data.metrics.get(metric) for metric in SUMMARY_METRICS}}
         for run in runs
         if TAG + "seed" in run.data.tags
     ]
     columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash",
-               "teacher_run_ids", "run_id", "start_time", "data", *SUMMARY_METRICS]
+               "teacher_run_ids", "run_id", "start_time", "data", "arch", *SUMMARY_METRICS]
     return pd.DataFrame(rows, columns=columns)
 
 

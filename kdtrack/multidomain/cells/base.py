@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ... import tracking
-from ...cells import Cell, in_background
+from ...cells import Cell, in_background, mean_std
 from ...compare import figures
 from ...distillers import Distiller
 from ...engine import Batch, TrainResult, train
@@ -166,11 +166,3 @@ def accuracy(model: MLP, split: Split) -> float:
     x, y = tensors(split)
     with torch.no_grad():
         return int((model(x).argmax(dim=1) == y).sum()) / len(y)
-
-
-def mean_std(name: str, values: list[float]) -> dict[str, float]:
-    """`{name}_mean` and, with two or more values, the sample std `{name}_std` (ddof=1)."""
-    summary = {f"{name}_mean": float(np.mean(values))}
-    if len(values) > 1:
-        summary[f"{name}_std"] = float(np.std(values, ddof=1))
-    return summary

@@ -139,7 +139,7 @@ def teacher_logits(runs: dict[tuple[int, int], str], splits: list[Split], seeds:
     out = [None] * len(splits)
     for row, seed in enumerate(seeds):
         for domain in sorted({d for split in splits for d in np.unique(split.d).tolist()}):
-            teacher = tracking.load_mlp(runs[(seed, domain)])
+            teacher = tracking.load_model(runs[(seed, domain)])
             for index, split in enumerate(splits):
                 rows = torch.from_numpy(split.d == domain)
                 with torch.no_grad():

@@ -18,7 +18,8 @@ from ... import tracking
 from ...distillers import make_distiller
 from ...errors import InputError
 from ..batches import tensors
-from .base import MLPCell, Stack, Trained, accuracy, mean_std, selected
+from ...cells import mean_std
+from .base import MLPCell, Stack, Trained, accuracy, selected
 from .teachers import Teachers, check_taught, student_batches, teacher_dependencies
 
 DEFAULT_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)

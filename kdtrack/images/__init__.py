@@ -1,0 +1,1 @@
+"""The image study: CIFAR ResNets, image KD and SimKD on digits and CIFAR-100."""

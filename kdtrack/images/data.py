@@ -1,0 +1,186 @@
+"""The image datasets: CIFAR-100 from the folder its python tarball unpacks to, read without running code
+from it, and scikit-learn's digits (shipped with the library, no download). Images are kept as uint8
+(N, H, W, C); kdtrack.images.augment turns batches of them into network inputs.
+
+`write_cifar100_folder` writes small generated datasets in CIFAR-100's exact format, for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits as sklearn_digits
+from sklearn.model_selection import train_test_split
+
+from .. import safe_pickle
+from ..errors import InputError
+
+DATASETS = ("digits", "cifar100")
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+CIFAR_SIZE = 32
+DIGITS_SOURCE = "sklearn.datasets.load_digits"
+DIGITS_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSplit:
+    x: np.ndarray  # (N, H, W, C) uint8
+    y: np.ndarray  # (N,) int64
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A dataset: its name (which names the runs), the folder it came from, its splits, its class names,
+    and the per-channel mean and std of its pixels on a [0, 1] scale."""
+
+    name: str
+    source: str
+    train: ImageSplit
+    test: ImageSplit
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the content, so that a moved copy of a folder is recognised as the same data."""
+        return split_fingerprint(self.train, self.test)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return self.train.x.shape[3]
+
+
+def split_fingerprint(*splits: ImageSplit) -> str:
+    digest = hashlib.sha256()
+    for split in splits:
+        for array in (split.x, split.y):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_image_data(dataset: str, folder: str | None = None) -> ImageData:
+    if dataset == "digits":
+        if folder:
+            raise InputError(f"--data is for cifar100; digits ships with scikit-learn (got --data {folder})")
+        return load_digits()
+    if dataset == "cifar100":
+        if not folder:
+            raise InputError("cifar100 needs --data: the folder CIFAR-100's python tarball unpacks to (train, test, meta)")
+        return load_cifar100(folder)
+    raise InputError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+
+
+def load_digits() -> ImageData:
+    """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to 0..255), a fixed stratified 80/20 split."""
+    digits = sklearn_digits()
+    images = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., None]
+    x_train, x_test, y_train, y_test = train_test_split(images, digits.target.astype(np.int64),
+                                                        test_size=DIGITS_TEST_FRACTION, stratify=digits.target,
+                                                        random_state=0)
+    scaled = x_train / 255.0
+    return ImageData("digits", DIGITS_SOURCE, ImageSplit(x_train, y_train), ImageSplit(x_test, y_test),
+                     tuple(map(str, range(10))), (float(scaled.mean()),), (float(scaled.std()),))
+
+
+def load_cifar100(folder: str | os.PathLike) -> ImageData:
+    """The python version's folder: `train` and `test` (dicts of b"data" (N, 3072) uint8, channel-planar
+    32x32 images, and b"fine_labels"), and `meta` (b"fine_label_names"). Every problem is one line."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: no such folder (expected CIFAR-100's python folder with train, test, meta)")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: is not a folder (expected CIFAR-100's python folder with train, test, meta)")
+    names = _fine_label_names(folder / "meta")
+    train, test = (_cifar_split(folder / part, len(names)) for part in ("train", "test"))
+    return ImageData("cifar100", str(folder), train, test, names, CIFAR100_MEAN, CIFAR100_STD)
+
+
+def holdout(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    """(fit, held out): `fraction` of each class held out, drawn with `seed`."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the holdout fraction must lie in (0, 1), got {fraction}")
+    try:
+        fit, held = train_test_split(np.arange(len(split.y)), test_size=fraction, stratify=split.y, random_state=seed)
+    except ValueError as error:
+        raise ValueError(f"cannot hold out {fraction} of every class ({error})") from None
+    fit, held = np.sort(fit), np.sort(held)
+    return ImageSplit(split.x[fit], split.y[fit]), ImageSplit(split.x[held], split.y[held])
+
+
+def write_cifar100_folder(folder: str | os.PathLike, n_train: int, n_test: int, n_classes: int = 100,
+                          seed: int = 0) -> Path:
+    """A generated dataset in CIFAR-100's python format (protocol-2 pickles with bytes keys, as the official
+    files): each class a colour of its own plus noise, so that it can be learnt."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 216, size=(n_classes, 3))
+    for part, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % n_classes
+        images = colours[labels][:, :, None, None] + rng.integers(-40, 41, size=(n, 3, CIFAR_SIZE, CIFAR_SIZE))
+        record = {b"data": images.clip(0, 255).astype(np.uint8).reshape(n, -1), b"fine_labels": labels.tolist(),
+                  b"coarse_labels": (labels // 5).tolist(), b"batch_label": part.encode(),
+                  b"filenames": [f"{part}_{i}.png".encode() for i in range(n)]}
+        (folder / part).write_bytes(pickle.dumps(record, protocol=2))
+    meta = {b"fine_label_names": [f"class{i}".encode() for i in range(n_classes)],
+            b"coarse_label_names": [f"group{i}".encode() for i in range((n_classes + 4) // 5)]}
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def _read_dict(path: Path, keys: tuple[bytes, ...]) -> dict:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (CIFAR-100's python folder holds train, test and meta)")
+    try:
+        payload = safe_pickle.load(path.read_bytes(), encoding="bytes")
+    except safe_pickle.PickleProblem as problem:
+        raise InputError(f"{path}: {problem}") from None
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: expected a dict, got {type(payload).__name__}")
+    missing = [key.decode() for key in keys if key not in payload]
+    if missing:
+        raise InputError(f"{path}: missing {', '.join(missing)}")
+    return payload
+
+
+def _fine_label_names(path: Path) -> tuple[str, ...]:
+    names = _read_dict(path, (b"fine_label_names",))[b"fine_label_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(name, bytes) for name in names):
+        raise InputError(f"{path}: fine_label_names must be a non-empty list of names")
+    return tuple(name.decode("latin1") for name in names)
+
+
+def _cifar_split(path: Path, n_classes: int) -> ImageSplit:
+    payload = _read_dict(path, (b"data", b"fine_labels"))
+    try:
+        data = safe_pickle.to_numpy("data", payload[b"data"])
+    except safe_pickle.PickleProblem as problem:
+        raise InputError(f"{path}: {problem}") from None
+    width = 3 * CIFAR_SIZE * CIFAR_SIZE
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != width:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise InputError(f"{path}: data must be uint8 rows of {width} values (N x {width}), got {shape}")
+    labels = payload[b"fine_labels"]
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(isinstance(y, int) for y in labels):
+        raise InputError(f"{path}: fine_labels must be {len(data)} integers, one per image")
+    y = np.asarray(labels, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(f"{path}: fine_labels must lie in 0..{n_classes - 1} (meta names {n_classes} classes), "
+                         f"got {y.min()}..{y.max()}")
+    images = data.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE).transpose(0, 2, 3, 1).copy()
+    return ImageSplit(images, y)

@@ -2,9 +2,25 @@
 and one-line errors."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
 
+from .engine.trainer import SELECT_ON
 from .errors import InputError
+
+MAX_SEED = 2**32
+
+
+def check_training(options) -> None:
+    """The checks both studies' training options share: coerced numbers, then epochs, learning rate,
+    weight decay, what selects the checkpoint, and the holdout's share and seed."""
+    coerce_numbers(options)
+    require(options.epochs >= 1, f"epochs must be at least 1, got {options.epochs}")
+    require(0 < options.lr < math.inf, f"lr must be a positive finite number, got {options.lr}")
+    require(0 <= options.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {options.weight_decay}")
+    require(options.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {options.select_on!r}")
+    require(0 < options.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {options.selection_fraction}")
+    require(0 <= options.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {options.selection_seed}")
 
 
 def coerce_numbers(options) -> None:

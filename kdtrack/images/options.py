@@ -6,11 +6,10 @@ import math
 from dataclasses import dataclass, replace
 
 from ..distillers.simkd import LOSSES, PROJECTORS
-from ..engine import SELECT_ON
 from ..engine.optim import OptimConfig
 from ..errors import InputError
 from ..models.resnet import ARCHS
-from ..options import coerce_numbers, params_of, require
+from ..options import check_training, coerce_numbers, params_of, require
 
 MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
 """The CIFAR recipe's learning-rate drops as fractions of its 240 epochs; other epoch counts scale them."""
@@ -39,20 +38,15 @@ class ImageTrainOptions:
     selection_seed: int = 0
 
     def __post_init__(self):
-        coerce_numbers(self)
+        check_training(self)
         require(self.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
         require(self.batch_size >= 1, f"batch-size must be at least 1, got {self.batch_size}")
         require(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}")
-        require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
         require(all(1 <= m < self.epochs for m in self.milestones) and list(self.milestones) == sorted(set(self.milestones)),
                  f"milestones must be increasing epochs in [1, {self.epochs}), got {self.milestones}")
         require(0 < self.gamma <= 1, f"gamma must lie in (0, 1], got {self.gamma}")
         require(self.padding >= 0, f"padding must be 0 or more, got {self.padding}")
-        require(self.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
         require(self.selection == "holdout", f"selection must be holdout on the image path, got {self.selection!r}")
-        require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
 
     @property
     def optim(self) -> OptimConfig:

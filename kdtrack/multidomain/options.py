@@ -5,14 +5,12 @@ import math
 from dataclasses import dataclass
 
 from ..distillers import DISTILL_METHODS
-from ..engine import SELECT_ON
 from ..engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from ..errors import InputError
-from ..options import coerce_numbers, params_of, require
+from ..options import MAX_SEED, check_training, coerce_numbers, params_of, require
 from ..models.mlp import MLPConfig
 
 SELECTIONS = ("holdout", "validation")
-MAX_SEED = 2**32
 STEP_ORDERS = ("joint", "per-domain")
 
 
@@ -38,16 +36,10 @@ class TrainOptions:
     selection_seed: int = 0
 
     def __post_init__(self):
-        coerce_numbers(self)
-        require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
-        require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
-        require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
-        require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
+        check_training(self)
         require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        require(self.select_on in SELECT_ON, f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
         require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
         require(bool(self.hidden) and min(self.hidden) >= 1, f"hidden sizes must be positive, got {self.hidden}")
 
     @property

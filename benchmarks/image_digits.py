@@ -1,7 +1,7 @@
 """The image path on scikit-learn's digits: a ResNet-32x4 teacher, a ResNet-8x4 student from scratch, KD,
 SimKD and each SimKD variant, three seeds each (the digits recipe unless --epochs), in a fresh store.
 
-    .venv/bin/python benchmarks/image_digits.py [--epochs 30] [--seeds 0,1,2]
+    .venv/bin/python benchmarks/image_digits.py [--epochs 10] [--seeds 0,1,2]
 
 Prints a markdown table: test accuracy of the logged model (selected on a holdout of train), mean ± sample
 std over seeds, the deployed model's parameters, and each command's wall time. Quoted in the README; run

@@ -206,9 +206,9 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
                          help="the teacher's model: runs:/RUN_ID/model or models:/NAME@ALIAS of a train-teacher run")
     train = parser.add_argument_group("training (left out: the dataset's recipe)")
     train.add_argument("--arch", choices=ARCHS, default=default_arch, help=f"default {default_arch}")
-    train.add_argument("--epochs", type=_optional_whole_number, default=None, help="epochs (cifar100 240, digits 30)")
+    train.add_argument("--epochs", type=_optional_whole_number, default=None, help="epochs (cifar100 240, digits 10)")
     train.add_argument("--lr", type=_floats, default=None,
-                       help="SGD learning rate (cifar100 and digits 0.05); several, comma-separated, sweep them: a "
+                       help="SGD learning rate (cifar100 0.05, digits 0.01); several, comma-separated, sweep them: a "
                        "cell per rate nested under one sweep run")
     train.add_argument("--milestones", type=lambda text: _whole_numbers(text) or None, default=None,
                        help="epochs after which the rate drops x0.1 (default: 150,180,210 of 240, scaled to --epochs)")

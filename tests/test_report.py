@@ -110,7 +110,8 @@ def test_compare_logs_a_run_with_its_tables_and_figures_and_writes_them_with_out
     out = tmp_path / "out"
     printed = run(["compare", "--experiment-name", "mini", "--paired", "baseline", "--format", "csv", "--out", str(out)])
     paired = pd.read_csv(io.StringIO(printed))
-    assert list(paired.columns) == ["dataset", "method", "n", "diff_mean", "diff_std", "p_value"]
+    assert list(paired.columns) == ["dataset", "method", "n", "diff_mean", "diff_std", "ci_low", "ci_high", "p_value",
+                                    "p_holm"]
     expected = {"table.csv", "table.md", "paired_baseline.csv", "paired_baseline.md", "accuracy.png", "curves.png",
                 "teacher_curves.png", "annealing.png", "boundaries_tiny.png", "paired_baseline.png"}
     assert {path.name for path in out.iterdir()} == expected

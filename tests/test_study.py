@@ -208,11 +208,40 @@ def test_paired_comparison_matches_a_hand_computation(tracking_uri, dataset):
     baseline = [accuracy[("baseline", seed)] for seed in (0, 10, 1234)]
     diff = 100 * (np.array(student) - np.array(baseline))
     lines = run(["compare", "--paired", "baseline", "--format", "csv"]).strip().splitlines()
-    assert lines[0] == "dataset,method,n,diff_mean,diff_std,p_value"
-    dataset_name, method, n, mean, std, p_value = lines[1].split(",")
+    assert lines[0] == "dataset,method,n,diff_mean,diff_std,ci_low,ci_high,p_value,p_holm"
+    dataset_name, method, n, mean, std, low, high, p_value, p_holm = lines[1].split(",")
     assert (dataset_name, method, n) == ("small", "kd", "3")
     assert float(mean) == pytest.approx(diff.mean(), abs=0.005)
     assert float(std) == pytest.approx(diff.std(ddof=1), abs=0.005)
     expected_p = stats.ttest_rel(student, baseline).pvalue if diff.std() > 0 else float("nan")
     assert float(p_value) == pytest.approx(expected_p, abs=0.0005, nan_ok=True)
+    assert float(p_holm) == pytest.approx(expected_p, abs=0.0005, nan_ok=True)  # one comparison: nothing to correct
+    half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    assert (float(low), float(high)) == (pytest.approx(diff.mean() - half, abs=0.005), pytest.approx(diff.mean() + half, abs=0.005))
     assert main(["compare", "--paired", "nonesuch"]) == 2
+
+
+def test_paired_table_corrects_p_values_by_holm_over_the_whole_table():
+    """Holm by hand: the k-th smallest of m p-values times (m - k + 1), kept monotone, capped at 1; a
+    comparison without variance has no p and is not counted."""
+    import pandas as pd
+    from scipy import stats
+
+    from kdtrack.compare.tables import paired_table
+
+    gains = {"a": [1.0, 2.0, 1.5, 2.5], "b": [0.1, -0.2, 0.3, 0.0], "c": [3.0, 2.0, 4.0, 3.5], "same": [1.0] * 4}
+    rows = [{"dataset": "d", "seed": str(seed), "method": "ref", "model_val_acc": 0.5} for seed in range(4)]
+    rows += [{"dataset": "d", "seed": str(seed), "method": method, "model_val_acc": 0.5 + gain / 100}
+             for method, values in gains.items() for seed, gain in enumerate(values)]
+    table = paired_table(pd.DataFrame(rows), "ref").set_index("method")
+    raw = {method: stats.ttest_1samp(gains[method], 0.0).pvalue for method in "abc"}
+    order = sorted(raw, key=raw.get)
+    expected, running = {}, 0.0
+    for rank, method in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * raw[method]))
+        expected[method] = running
+    for method in "abc":
+        assert table.loc[method, "p_value"] == pytest.approx(raw[method])
+        assert table.loc[method, "p_holm"] == pytest.approx(expected[method])
+    assert np.isnan(table.loc["same", "p_value"]) and np.isnan(table.loc["same", "p_holm"])
+    assert table.loc["same", "diff_mean"] == pytest.approx(1.0)

@@ -12,7 +12,8 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
+
+from .tables import t_half_width
 
 MAX_POINTS = 600
 """Curves over 30,000 epochs are drawn through at most this many epochs."""
@@ -127,7 +128,7 @@ def paired_differences(diffs: pd.DataFrame, reference: str) -> Figure:
     """Per dataset, each method's per-seed difference from `reference` in points (points), their mean and
     95% t-interval (bar). `diffs`: dataset, method, seed, diff."""
     def interval(ax, position: int, values: np.ndarray) -> None:
-        ax.errorbar(position, values.mean(), yerr=_t_half_width(values), fmt="D", color=f"C{position % 10}",
+        ax.errorbar(position, values.mean(), yerr=t_half_width(values), fmt="D", color=f"C{position % 10}",
                     capsize=5, ms=6)
 
     figure, panels = _method_panels(diffs, "diff", 1.0, interval)
@@ -168,13 +169,6 @@ def _mean_band(histories: list[pd.DataFrame], column: str, scale: float) -> tupl
     values = scale * np.stack([history[column].to_numpy(dtype=float)[keep] for history in histories])
     std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(len(keep))
     return epochs[keep], values.mean(axis=0), std
-
-
-def _t_half_width(values: np.ndarray) -> float:
-    """Half the width of the 95% t-interval of the mean; 0 for fewer than two values."""
-    if len(values) < 2:
-        return 0.0
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def _figure(rows: int, columns: int, width: float, height: float, layout: str | None = "constrained") -> Figure:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from ..errors import InputError
 
@@ -77,23 +78,44 @@ def paired_diffs(rows: pd.DataFrame, reference: str, metric: str = "model_val_ac
 
 
 def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
-    """Per dataset x method, the difference from `reference` seed by seed (in points), its mean and
-    sample std, and the paired t-test's two-sided p-value: is the gain larger than seed noise?"""
+    """Per dataset x method, the difference from `reference` seed by seed (in points): its mean, sample std
+    and 95% t-interval, the paired t-test's two-sided p-value (is the gain larger than seed noise?), and that
+    p corrected by Holm's step-down method for the number of comparisons in the table (`p_holm`)."""
     table = []
     for (dataset, method), group in paired_diffs(rows, reference, metric).groupby(["dataset", "method"], sort=False):
         diff = group["diff"].to_numpy()
         varies = len(diff) > 1 and diff.std() > 0
+        half = t_half_width(diff) if len(diff) > 1 else np.nan
         table.append({"dataset": dataset, "method": method, "n": len(diff), "diff_mean": diff.mean(),
                       "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                      "ci_low": diff.mean() - half, "ci_high": diff.mean() + half,
                       "p_value": stats.ttest_1samp(diff, 0.0).pvalue if varies else np.nan})
-    return pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "p_value"])
+    table = pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "ci_low", "ci_high", "p_value"])
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
+    return table
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-corrected p-values of a family of tests; a missing p (NaN: no variance) is not a test of it."""
+    corrected = np.full(len(p_values), np.nan)
+    tested = ~np.isnan(p_values)
+    if tested.any():
+        corrected[tested] = multipletests(p_values[tested], method="holm")[1]
+    return corrected
+
+
+def t_half_width(values: np.ndarray) -> float:
+    """Half the width of the 95% t-interval of the mean; 0 for fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:
-    """CSV, or a markdown table; accuracies in percent with two decimals, p-values with three."""
+    """CSV, or a markdown table; accuracies in percent with two decimals, p-values (`p_...`) with three."""
     shown = table.copy()
     for column in shown.columns:
-        if column == "p_value":
+        if column.startswith("p_"):
             shown[column] = shown[column].map(lambda value: f"{value:.3f}")
         elif shown[column].dtype.kind == "f":
             shown[column] = shown[column].map(lambda value: f"{value:.2f}")

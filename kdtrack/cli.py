@@ -15,8 +15,8 @@ from .images.data import DATASETS as IMAGE_DATASETS
 from .images.options import ImageKDOptions, SimKDOptions
 from .models.resnet import ARCHS
 from .models.mlp import parse_hidden
-from .multidomain.cells.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
-from .multidomain.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
+from .multidomain.cells.tune import DEFAULT_GRIDS
+from .multidomain.options import SELECTIONS, STEP_ORDERS, STUDENT_SELECT_ON, DistillOptions, TrainOptions, parse_seeds
 from .tracking import ACCURACY_METRICS
 
 DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "4*S, class 0 a disk and class 1 a ring in each; 2400 train / 300 valid.")
     make.add_argument("--separation", type=float, required=True, help="S: domain centres at radius 4*S")
     make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    make.add_argument("--n-valid", type=_whole_number, default=300,
+                      help="validation points, a multiple of 3 (default 300, as the real files; more measure "
+                      "accuracy more precisely)")
     make.add_argument("--out", required=True, help="output path, .pkl (the assignment's schema) or .npz")
     make.set_defaults(run=_make_data)
 
@@ -76,19 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Distil a student per seed from each sample's in-domain teacher of "
                                   "the same seed. Teachers come from --teachers, or finished teachers of the same "
                                   "configuration are reused, or they are trained first.")
-    _add_job_options(distill)
+    _add_job_options(distill, student=True)
     _add_distill_options(distill)
     distill.add_argument("--tuned", default=None,
                          help="run id of a finished `tune` run whose best alpha and temperature replace --alpha "
                          "and --temperature")
     distill.set_defaults(run=_distill)
 
-    tune = commands.add_parser("tune", help="search alpha and temperature for KD on the selection split",
-                               description="Train a KD student for every (alpha, temperature) of a grid and seed, "
-                               "as one stack, and score each on the selection split (the holdout, or validation "
-                               "under --selection validation). One nested run per trial; the parent run logs "
-                               "best_alpha and best_temperature, which `distill --tuned RUN_ID` uses.")
-    _add_job_options(tune)
+    tune = commands.add_parser("tune", help="search a method's alpha and temperature on the selection split",
+                               description="Train a student of --method for every combination of a grid (alpha "
+                               "and T for kd and kd-mixture, tau_max for anneal-jafari) and seed, as one stack, and "
+                               "score each on the selection split (the holdout, or validation under --selection "
+                               "validation). One nested run per trial; the parent run logs best_alpha and/or "
+                               "best_temperature, which `distill --tuned RUN_ID` uses.")
+    _add_job_options(tune, student=True)
     _add_distill_options(tune, grid=True)
     tune.set_defaults(run=_tune)
 
@@ -220,8 +224,9 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
     train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
 
 
-def _add_job_options(parser: argparse.ArgumentParser) -> None:
+def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> None:
     defaults = TrainOptions()
+    select_on = STUDENT_SELECT_ON if student else defaults.select_on
     job = parser.add_argument_group("data and runs")
     job.add_argument("--data", default=DEFAULT_DATA, help=f"dataset file, .pkl or .npz (default {DEFAULT_DATA})")
     job.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
@@ -252,9 +257,10 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=defaults.early_stopping,
                        help="log the checkpoint of least selection loss as the model, else the last epoch's "
                        "(default true)")
-    train.add_argument("--select-on", choices=SELECT_ON, default=defaults.select_on,
+    train.add_argument("--select-on", choices=SELECT_ON, default=select_on,
                        help="what selects the checkpoint on the selection split: the training objective, the "
-                       "cross-entropy against the labels, or the accuracy, ties by cross-entropy (default objective)")
+                       "cross-entropy against the labels, or the accuracy, ties by cross-entropy (default "
+                       f"{select_on})")
     train.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
                        help="the split that selects checkpoints: holdout, carved from train and stratified by "
                        "domain and class, or validation, as the report did (default holdout)")
@@ -273,13 +279,19 @@ def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) ->
                        help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
                        "as the report did (default joint)")
     if grid:
-        group.add_argument("--alphas", type=_floats, default=DEFAULT_ALPHAS,
-                           help=f"alpha grid (default {','.join(map(str, DEFAULT_ALPHAS))})")
-        group.add_argument("--temperatures", type=_floats, default=DEFAULT_TEMPERATURES,
-                           help=f"temperature grid (default {','.join(f'{t:g}' for t in DEFAULT_TEMPERATURES)})")
+        group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default=defaults.method,
+                           help="the method whose options are tuned (default kd)")
+        group.add_argument("--alphas", type=_floats, default=None,
+                           help="alpha grid (default: the method's, "
+                           f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
+        group.add_argument("--temperatures", type=_floats, default=None,
+                           help="temperature grid, tau_max for anneal-jafari (default: the method's, "
+                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['kd']['temperature'])} for kd, "
+                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['anneal-jafari']['temperature'])} for anneal-jafari)")
         return
     group.add_argument("--method", choices=DISTILL_METHODS, default=defaults.method,
-                       help="kd: Hinton KD; anneal-cosine: annealing KD as the report ran it; anneal-jafari: as "
+                       help="kd: Hinton KD; kd-mixture: Hinton KD from every domain's teacher weighted by "
+                       "p(domain | x); anneal-cosine: annealing KD as the report ran it; anneal-jafari: as "
                        "Jafari et al. define it (default kd)")
     group.add_argument("--alpha", type=float, default=defaults.alpha,
                        help=f"weight of the teacher term (default {defaults.alpha})")
@@ -306,7 +318,7 @@ def _job(args: argparse.Namespace):
 def _make_data(args: argparse.Namespace) -> None:
     from .multidomain import make_multidomain, save_multidomain
 
-    save_multidomain(make_multidomain(args.separation, args.seed, name=Path(args.out).stem), args.out)
+    save_multidomain(make_multidomain(args.separation, args.seed, n_valid=args.n_valid, name=Path(args.out).stem), args.out)
     print(args.out)
 
 
@@ -333,7 +345,7 @@ def _tune(args: argparse.Namespace) -> None:
     from .multidomain.cells.tune import TuneGrid
     from .multidomain.tasks import run_tune
 
-    grid = TuneGrid(args.alphas, args.temperatures)
+    grid = TuneGrid(args.method, args.alphas or None, args.temperatures or None)  # empty (an MLproject default): the method's
     print(run_tune(_job(args), grid, args.step_order, teachers=args.teachers or None))
 
 

@@ -222,3 +222,27 @@ def test_checkpoints_are_selected_on_the_chosen_criterion(data, select_on):
             logits = stack.unstack(result.best, index)(x[:60])
         assert F.cross_entropy(logits, y[:60]).item() == pytest.approx(ce[expected], rel=1e-5)
         assert (logits.argmax(1) == y[:60]).float().mean().item() == pytest.approx(acc[expected])
+
+
+def test_each_selection_criterion_picks_its_own_epoch_from_one_training(data):
+    """Students of teachers that disagree with the labels: the holdout's distillation loss, its cross-entropy
+    and its accuracy prefer different epochs of the very same training, and each picks its own best."""
+    x, y, xv, yv, teacher, teacher_valid = data
+    selection = Batch(x[:60][None], y[:60][None], teacher=teacher[:, :60])
+    results = {}
+    for criterion in ("objective", "ce", "accuracy"):
+        stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
+        results[criterion] = train(stack, make_distiller("kd", EPOCHS, alpha=0.9, temperature=2.0),
+                                   [Batch(x[None], y[None], teacher=teacher)], Batch(xv[None], yv[None], teacher=teacher_valid),
+                                   EPOCHS, OptimConfig(lr=0.05), selection=selection, select_on=criterion)
+    np.testing.assert_array_equal(results["objective"].history["train_loss"], results["ce"].history["train_loss"])
+    for criterion, result in results.items():
+        for index in range(len(SEEDS)):
+            loss, acc = result.history["selection_loss"][:, index], result.history["selection_acc"][:, index]
+            if criterion == "accuracy":  # the best accuracy, ties by the lower cross-entropy
+                best = max(range(EPOCHS), key=lambda e: (acc[e], -loss[e]))
+            else:
+                best = int(np.argmin(loss))
+            assert result.best_epoch[index] == best + 1
+    assert (results["objective"].best_epoch != results["ce"].best_epoch).any()
+    assert (results["accuracy"].best_epoch != results["ce"].best_epoch).any()

@@ -19,7 +19,7 @@ from kdtrack.scheduler import plan_cells
 CONFIG = {
     "epochs": 40,
     "train": {"selection": "holdout"},
-    "tune": {"alphas": [0.3, 0.7], "temperatures": [4], "epochs": 20},
+    "tune": {"kd": {"alpha": [0.3, 0.7], "temperature": [4]}, "epochs": 20},
     "methods": {
         "baseline": {"task": "baseline"},
         "kd": {"distill": {"alpha": 0.5, "temperature": 4}},

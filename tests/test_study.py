@@ -62,12 +62,44 @@ def test_tune_grid_equals_separate_distill_runs(tracking_uri, dataset):
     assert float(params["temperature"]) == tune.data.metrics["best_temperature"]
 
 
+def test_tune_grid_tries_alpha_0_once_and_only_what_a_method_can_tune():
+    from kdtrack.errors import InputError
+    from kdtrack.multidomain.cells.tune import TuneGrid
+
+    assert TuneGrid("kd", (0.0, 0.5), (2.0, 6.0)).trials() == [
+        {"alpha": 0.0, "temperature": 2.0}, {"alpha": 0.5, "temperature": 2.0}, {"alpha": 0.5, "temperature": 6.0}]
+    assert TuneGrid("kd").alphas[0] == 0.0  # the default grid can choose not to distil
+    assert TuneGrid("anneal-jafari", temperatures=(9.0, 18.0)).trials() == [{"temperature": 9.0}, {"temperature": 18.0}]
+    for grid, message in (({"method": "anneal-jafari", "alphas": (0.5,)}, "alphas: method anneal-jafari has no alpha"),
+                          ({"method": "anneal-cosine"}, "method 'anneal-cosine' cannot be tuned"),
+                          ({"method": "anneal-jafari", "temperatures": (4.5,)}, "must be whole numbers"),
+                          ({"method": "kd", "alphas": (1.5,)}, "alphas must be values in [0, 1]")):
+        with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            TuneGrid(**grid)
+
+
+def test_tune_of_annealing_scores_each_tau_max_as_a_distill_run_would(tracking_uri, dataset):
+    common = ["--data", dataset, "--seeds", SEEDS, "--epochs", "30", "--selection", "validation"]
+    tune_id = run(["tune", *common, "--method", "anneal-jafari", "--temperatures", "2,5"]).split()[-1]
+    tune = MlflowClient().get_run(tune_id)
+    assert tune.data.params["tuned_method"] == "anneal-jafari" and tune.data.params["temperatures"] == "2,5"
+    trials = {float(c.data.params["temperature"]): c.data.metrics["selection_acc_mean"] for c in children(tune_id)
+              if c.data.tags["kdtrack.task"] == "tune-trial"}
+    assert set(trials) == {2.0, 5.0}
+    for tau_max, score in trials.items():
+        distilled = run(["distill", *common, "--method", "anneal-jafari", "--temperature", str(tau_max)]).split()[-1]
+        assert MlflowClient().get_run(distilled).data.metrics["val_acc_mean"] == pytest.approx(score, abs=1e-9)
+    tuned = MlflowClient().get_run(run(["distill", *common, "--method", "anneal-jafari", "--tuned", tune_id]).split()[-1])
+    assert float(tuned.data.params["temperature"]) == tune.data.metrics["best_temperature"]
+    assert main(["distill", *common, "--method", "kd", "--tuned", tune_id]) == 2  # tuned for another method
+
+
 CONFIG = """
 epochs: 20
 train: {selection: holdout}
 teachers:
   es: {early_stopping: true}
-tune: {alphas: [0.3, 0.7], temperatures: [4], epochs: 10}
+tune: {kd: {alpha: [0.3, 0.7]}, epochs: 10}
 methods:
   baseline: {task: baseline}
   kd-es:

@@ -9,6 +9,9 @@ from .base import Distiller, LossMix
 
 
 class AnnealCosine(Distiller):
+    options = ("alpha", "temperature")
+    """Not tunable in one stack: where phase 1 ends depends on T_max, and a stack's phases are common."""
+
     def __init__(self, epochs: int, alpha: float, temperature: float):
         super().__init__(epochs)
         self.alpha = alpha

@@ -16,6 +16,7 @@ learnable `parts` of its own (projectors), and says what the deployed model is (
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,9 +84,13 @@ class Objective:
 
 
 class Distiller:
-    """A training objective over `epochs` epochs: its loss mix at each epoch, and at which epochs a
-    checkpoint may be selected."""
+    """A training objective over `epochs` epochs: its loss mix at each epoch, at which epochs a checkpoint
+    may be selected, and what each sample learns from when there are several teachers."""
 
+    options: tuple[str, ...] = ()
+    """The distillation options (alpha, temperature) the method reads."""
+    tunable: tuple[str, ...] = ()
+    """The options it takes one value of per model of a stack, so that a tuning grid trains as one program."""
     parts: nn.Module | None = None
     """Learnable modules the method adds beside the student (SimKD's projectors); they train with it."""
     uses_student_classifier = True
@@ -120,6 +125,13 @@ class Distiller:
             teacher_logits = None if teacher is None else teacher(x)[None]
         terms = self.loss_terms(logits[None], teacher_logits, y[None], epoch)
         return Objective(logits, sum(terms.values())[0])
+
+    def teacher_targets(self, logits: Tensor, domains: Tensor, domain_posterior: Callable[[], Tensor]) -> Tensor:
+        """The teacher logits each sample learns from, (M, N, C), given every domain expert's logits on every
+        sample (M, D, N, C), each sample's domain (N,) as an index into D, and a function that estimates
+        p(domain | x) for each sample (N, D): by default the sample's own domain's teacher alone."""
+        index = domains.view(1, 1, -1, 1).expand(logits.shape[0], 1, -1, logits.shape[-1])
+        return logits.gather(1, index).squeeze(1)
 
     def deployable(self, student: nn.Module, teacher: nn.Module | None) -> nn.Module:
         """The model a run logs and serves: the student itself, unless the method predicts through parts

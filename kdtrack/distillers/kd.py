@@ -11,6 +11,9 @@ from .base import Distiller, LossMix
 
 
 class HintonKD(Distiller):
+    options = ("alpha", "temperature")
+    tunable = ("alpha", "temperature")
+
     def __init__(self, epochs: int, alpha: float | Sequence[float], temperature: float | Sequence[float]):
         super().__init__(epochs)
         alpha = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1)

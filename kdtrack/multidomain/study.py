@@ -7,7 +7,7 @@ already have a FINISHED run of the same configuration hash, so an interrupted st
 
     train: {selection: holdout}          # TrainOptions for every model
     teachers: {es: {early_stopping: true}}   # named teacher settings (overrides of `train`)
-    tune: {alphas: [0.3, 0.7], temperatures: [4, 9], epochs: 5000}   # epochs: default the cell's
+    tune: {epochs: 5000, kd: {alpha: [0, 0.3, 0.7], temperature: [4, 9]}}   # grids by method (else tune.py's)
     methods:
       baseline: {task: baseline}
       kd-es: {teachers: es, train: {early_stopping: true}, distill: {alpha: tuned, temperature: {default: 9, data_d0.25: 18}}}
@@ -24,15 +24,16 @@ from .. import tracking
 from ..cells import Cell
 from ..compare.report import build_report, print_notes
 from ..compare.tables import render, wide_table
+from ..distillers import tunable
 from ..engine import resolve_device
 from ..errors import InputError
 from ..scheduler import default_workers, run_cells
 from .cells.baseline import BaselineCell
-from .cells.students import TUNABLE, StudentCell
+from .cells.students import StudentCell
 from .cells.teachers import TeachersCell
-from .cells.tune import TuneCell, TuneGrid
+from .cells.tune import DEFAULT_GRIDS, TuneCell, TuneGrid
 from .data import MultiDomainData, load_multidomain
-from .options import DistillOptions, TrainOptions
+from .options import STUDENT_SELECT_ON, DistillOptions, TrainOptions
 
 TUNED = "tuned"
 
@@ -48,19 +49,29 @@ class Method:
     distill: DistillOptions | None = None
     tuned: tuple[str, ...] = ()
 
+    @property
+    def fixed(self) -> dict[str, float]:
+        """The tunable options that are not tuned, at their values: a tuning grid holds them there."""
+        return {name: getattr(self.distill, name) for name in tunable(self.distill.method) if name not in self.tuned}
+
 
 @dataclass(frozen=True)
 class StudyConfig:
     path: str
     raw: dict
 
-    def grid(self) -> TuneGrid:
-        tune = self.raw.get("tune") or {}
+    def grid(self, method: str, fixed: dict[str, float]) -> TuneGrid:
+        """The tuning grid of `method`: the config's `tune.METHOD` values by option, else the defaults; the
+        options in `fixed` are not tuned but held at their value."""
+        given = (self.raw.get("tune") or {}).get(method) or {}
+        where = f"{self.path}: tune.{method}"
+        if not isinstance(given, dict) or not set(given) <= {"alpha", "temperature"}:
+            raise InputError(f"{where} must map alpha and/or temperature to lists of values, got {given!r}")
         try:
-            return TuneGrid(tuple(map(float, tune.get("alphas", TuneGrid.alphas))),
-                            tuple(map(float, tune.get("temperatures", TuneGrid.temperatures))))
+            values = {f"{name}s": tuple(map(float, given[name])) for name in given}
         except (TypeError, ValueError):
-            raise InputError(f"{self.path}: tune.alphas and tune.temperatures must be lists of numbers") from None
+            raise InputError(f"{where}: the values must be lists of numbers") from None
+        return _build(where, TuneGrid, {"method": method, **values, **{f"{name}s": (value,) for name, value in fixed.items()}})
 
     def tune_epochs(self) -> int | None:
         """Tuning may train shorter than the cells it tunes: the grid is many students at once."""
@@ -79,8 +90,9 @@ class StudyConfig:
             where = f"{self.path}: methods.{label}"
             if not isinstance(method, dict):
                 raise InputError(f"{where} must be a mapping, got {method!r}")
-            train = self._options(where, {**base, **method.get("train", {})}, dataset)
             task = method.get("task", "distill")
+            defaults = {"select_on": STUDENT_SELECT_ON} if task == "distill" else {}
+            train = self._options(where, {**defaults, **base, **method.get("train", {})}, dataset)
             if task == "baseline":
                 methods.append(Method(label, task, train))
                 continue
@@ -90,14 +102,17 @@ class StudyConfig:
             teacher_train = self._options(f"{where}.teachers", {**base, **teacher_settings}, dataset)
             values = {key: _for_dataset(f"{where}.distill.{key}", value, dataset)
                       for key, value in method.get("distill", {}).items()}
-            tuned = tuple(key for key in TUNABLE if values.get(key) == TUNED)
             distill = _build(f"{where}.distill", DistillOptions, {k: v for k, v in values.items() if v != TUNED})
+            tuned = tuple(key for key in values if values[key] == TUNED)
+            if not set(tuned) <= set(tunable(distill.method)):
+                raise InputError(f"{where}.distill: {', '.join(tuned)} cannot be tuned for {distill.method} "
+                                 f"(tunable: {', '.join(tunable(distill.method)) or 'nothing'})")
             methods.append(Method(label, task, train, teacher_train, distill, tuned))
         return methods
 
     def cells(self, data: MultiDomainData, seeds: tuple[int, ...], epochs: int | None, device: str = "cpu") -> list[Cell]:
         """The study's cells on `data`: one per method (a tuned method's tune cell is its dependency)."""
-        grid, tune_epochs = self.grid(), self.tune_epochs()
+        tune_epochs = self.tune_epochs()
         cells = []
         for method in self.methods(data.name, epochs):
             where = f"{self.path}: methods.{method.label}"
@@ -110,7 +125,8 @@ class StudyConfig:
             tuned_by = None
             if method.tuned:
                 tune_train = dataclasses.replace(method.train, epochs=min(tune_epochs or method.train.epochs, method.train.epochs))
-                tuned_by = _build(where, TuneCell, {**common, "train": tune_train, "label": f"{method.label}-tune", "grid": grid,
+                tuned_by = _build(where, TuneCell, {**common, "train": tune_train, "label": f"{method.label}-tune",
+                                                    "grid": self.grid(method.distill.method, method.fixed),
                                                     "step_order": method.distill.step_order, "teachers": teachers})
             cells.append(_build(where, StudentCell, {**common, "distill": method.distill, "teachers": teachers,
                                                      "tuned_by": tuned_by, "tuned": method.tuned}))
@@ -144,6 +160,10 @@ def load_study_config(path: str) -> StudyConfig:
     for section in ("train", "teachers", "tune"):
         if not isinstance(raw.get(section) or {}, dict):
             raise InputError(f"{path}: `{section}` must be a mapping")
+    unknown = set(raw.get("tune") or {}) - {"epochs", *DEFAULT_GRIDS}
+    if unknown:
+        raise InputError(f"{path}: tune has unknown key(s) {', '.join(sorted(map(str, unknown)))}; it takes epochs "
+                         f"and a grid per tunable method ({', '.join(DEFAULT_GRIDS)})")
     return StudyConfig(path, raw)
 
 

@@ -1,6 +1,7 @@
 """The multi-domain commands: each makes the cell it is asked for and runs it, with what it depends on."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .. import tracking
@@ -45,11 +46,11 @@ def run_teachers(job: Job) -> str:
 
 def run_distill(job: Job, distill: DistillOptions, teachers: str | None = None, tuned: str | None = None) -> str:
     """`teachers`: a teachers run id, else finished teachers of the same configuration are reused and the
-    missing ones trained first. `tuned`: a tune run id whose alpha and temperature replace `distill`'s."""
+    missing ones trained first. `tuned`: a tune run id whose chosen values (alpha, temperature, ...) replace
+    `distill`'s."""
     inputs = job.cell_inputs()
     if tuned:
-        alpha, temperature = tuned_values(tuned, inputs["data"].fingerprint)
-        distill = DistillOptions(distill.method, alpha, temperature, distill.step_order)
+        distill = dataclasses.replace(distill, **tuned_values(tuned, inputs["data"].fingerprint, distill.method))
     cell = StudentCell(**inputs, label=distill.method, distill=distill, teachers=_teachers(inputs, teachers))
     return _run(job, cell)
 
@@ -60,9 +61,11 @@ def run_tune(job: Job, grid: TuneGrid, step_order: str, teachers: str | None = N
 
 
 def _teachers(inputs: dict, run_id: str | None) -> TeachersCell | TeachersRun:
+    """The teachers given by run id, or those of the student's options, selected as teachers are (on their
+    objective, which is their cross-entropy) whatever selects the student."""
     if run_id:
         return TeachersRun(run_id, inputs["data"])
-    return TeachersCell(**inputs)
+    return TeachersCell(**{**inputs, "train": dataclasses.replace(inputs["train"], select_on=TrainOptions.select_on)})
 
 
 def _run(job: Job, cell) -> str:

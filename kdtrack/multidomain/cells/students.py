@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from ... import tracking
-from ...distillers import make_distiller
+from ...distillers import make_distiller, tunable
 from ...errors import InputError
 from ..options import DistillOptions
 from .base import MLPCell, Stack
@@ -15,9 +15,6 @@ from .teachers import Teachers, check_taught, student_batches, teacher_dependenc
 
 if TYPE_CHECKING:
     from .tune import TuneCell
-
-TUNABLE = ("alpha", "temperature")
-
 
 @dataclass(frozen=True, kw_only=True)
 class StudentCell(MLPCell):
@@ -51,31 +48,38 @@ class StudentCell(MLPCell):
         if not self.tuned:
             return self.distill
         run = tracking.find_finished(self.tuned_by.hash)
-        chosen = dict(zip(TUNABLE, tuned_values(run.info.run_id)))
+        chosen = tuned_values(run.info.run_id, method=self.distill.method)
         return dataclasses.replace(self.distill, **{key: chosen[key] for key in self.tuned})
 
     def params(self) -> dict[str, str]:
         return {**super().params(), **self.resolved.params()}
 
     def parent_params(self) -> dict[str, str]:
-        return {**super().parent_params(), "teachers": self.teachers.option}
+        tuned = {"tuned": ",".join(self.tuned), "tuned_by": tracking.find_finished(self.tuned_by.hash).info.run_id} \
+            if self.tuned else {}
+        return {**super().parent_params(), "teachers": self.teachers.option, **tuned}
 
     def stack(self) -> Stack:
         distill, domains = self.resolved, self.data.domains
         runs = self.teachers.runs(self.seeds)
-        train_batches, valid, selection = student_batches(self.data, self.splits, runs, distill.step_order, self.seeds)
+        distiller = make_distiller(distill.method, self.epochs, distill.alpha, distill.temperature)
+        train_batches, valid, selection = student_batches(self.data, self.splits, runs, distiller, distill.step_order,
+                                                          self.seeds)
         members = [self.member(seed, teacher_run_ids=",".join(runs[(seed, domain)] for domain in domains))
                    for seed in self.seeds]
-        distiller = make_distiller(distill.method, self.epochs, distill.alpha, distill.temperature)
         return Stack(members, distiller, train_batches, valid, selection)
 
 
-def tuned_values(run_id: str, data_hash: str | None = None) -> tuple[float, float]:
-    """(alpha, temperature) chosen by a finished tune run, checked to be of the data `data_hash` if given."""
+def tuned_values(run_id: str, data_hash: str | None = None, method: str | None = None) -> dict[str, float]:
+    """The values a finished tune run chose (`alpha`, `temperature`, ...), checked to be of the data
+    `data_hash` and for the distillation `method` if given."""
     run = tracking.get_run(run_id)
     metrics = run.data.metrics
-    if tracking.tag(run, "task") != "tune" or "best_alpha" not in metrics or run.info.status != "FINISHED":
+    if tracking.tag(run, "task") != "tune" or "best_selection_acc" not in metrics or run.info.status != "FINISHED":
         raise InputError(f"run {run_id}: is not a finished tune run")
     if data_hash is not None and tracking.tag(run, "data_hash") != data_hash:
         raise InputError(f"run {run_id}: was tuned on other data")
-    return metrics["best_alpha"], metrics["best_temperature"]
+    tuned_method = run.data.params.get("tuned_method", "kd")
+    if method is not None and tuned_method != method:
+        raise InputError(f"run {run_id}: tuned method {tuned_method}, not {method}")
+    return {name: metrics[f"best_{name}"] for name in tunable(tuned_method)}

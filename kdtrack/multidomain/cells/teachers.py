@@ -3,18 +3,19 @@ teachers' logits for students. Either kind of teachers answers `runs(seeds)`: th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ... import tracking
-from ...distillers import make_distiller
+from ...distillers import Distiller, make_distiller
 from ...errors import InputError
 from ...engine import Batch
 from ..batches import domain_batches, shared_batch, teacher_stack_batch, tensors
 from ..data import MultiDomainData, Split
+from ..domains import domain_posterior
 from ..options import TrainOptions
 from ..splits import Splits
 from .base import MLPCell, Stack
@@ -133,30 +134,36 @@ def holdout_of(params: dict[str, str]) -> dict[str, str]:
     return {key: params.get(key, "") for key in HOLDOUT_PARAMS}
 
 
-def teacher_logits(runs: dict[tuple[int, int], str], splits: list[Split], seeds: tuple[int, ...]) -> list[Tensor]:
-    """For each split, (seeds, N, C): each sample's logits from its in-domain teacher of each seed.
+def expert_logits(runs: dict[tuple[int, int], str], splits: list[Split], seeds: tuple[int, ...],
+                  domains: list[int]) -> list[Tensor]:
+    """For each split, (seeds, domains, N, C): every domain expert's logits on every sample, for each seed.
     Each teacher is loaded from its run once."""
     out = [None] * len(splits)
     for row, seed in enumerate(seeds):
-        for domain in sorted({d for split in splits for d in np.unique(split.d).tolist()}):
+        for column, domain in enumerate(domains):
             teacher = tracking.load_model(runs[(seed, domain)])
             for index, split in enumerate(splits):
-                rows = torch.from_numpy(split.d == domain)
                 with torch.no_grad():
-                    logits = teacher(tensors(split)[0][rows])
+                    logits = teacher(tensors(split)[0])
                 if out[index] is None:
-                    out[index] = torch.zeros(len(seeds), len(split.y), logits.shape[1])
-                out[index][row, rows] = logits
+                    out[index] = torch.zeros(len(seeds), len(domains), len(split.y), logits.shape[1])
+                out[index][row, column] = logits
     return out
 
 
-def student_batches(data: MultiDomainData, splits: Splits, runs: dict[tuple[int, int], str], step_order: str,
-                    seeds: tuple[int, ...], repeats: int = 1) -> tuple[list[Batch], Batch, Batch | None]:
-    """Training, validation and selection batches for a stack of `repeats` x seeds students
-    (model m learns from the teachers of seed m % len(seeds))."""
-    train_logits, valid_logits = (
-        logits.repeat(repeats, 1, 1) for logits in teacher_logits(runs, [data.train, data.valid], seeds)
-    )
+def student_batches(data: MultiDomainData, splits: Splits, runs: dict[tuple[int, int], str], distiller: Distiller,
+                    step_order: str, seeds: tuple[int, ...], repeats: int = 1) -> tuple[list[Batch], Batch, Batch | None]:
+    """Training, validation and selection batches for a stack of `repeats` x seeds students (model m learns
+    from the teachers of seed m % len(seeds)), each sample's teacher logits as `distiller` picks them."""
+    posterior = cache(lambda: domain_posterior(splits.fit))  # fitted only for a distiller that asks for it
+
+    def targets(logits: Tensor, split: Split) -> Tensor:
+        domains = torch.from_numpy(np.searchsorted(data.domains, split.d))
+        return distiller.teacher_targets(logits, domains, lambda: posterior()(split.x)).repeat(repeats, 1, 1)
+
+    splits_seen = [data.train, data.valid]
+    train_logits, valid_logits = (targets(logits, split) for logits, split
+                                  in zip(expert_logits(runs, splits_seen, seeds, data.domains), splits_seen))
     fit_logits = train_logits[:, splits.fit_index]
     if step_order == "per-domain":
         train_batches = domain_batches(splits.fit, data.domains, fit_logits)

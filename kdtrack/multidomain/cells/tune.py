@@ -1,9 +1,11 @@
-"""alpha and temperature for Hinton KD, searched on the selection split.
+"""The tunable options of a distillation method (Hinton KD's alpha and temperature, annealing's tau_max, ...),
+searched on the selection split.
 
 The whole grid of trials x seeds trains as one stack. A trial's score is its students' mean accuracy on
 the selection split (the holdout, or validation under the report's policy) at their selected checkpoints,
-ties broken by the lower mean cross-entropy there; KD losses themselves are not comparable across alpha
-and T, so they cannot rank trials.
+ties broken by the lower mean cross-entropy there; distillation losses themselves are not comparable across
+alpha and T, so they cannot rank trials. Every grid with an alpha tries alpha = 0, the labels alone: a tuned
+student can then only lose to the baseline by tuning noise.
 """
 from __future__ import annotations
 
@@ -15,36 +17,69 @@ import torch
 import torch.nn.functional as F
 
 from ... import tracking
-from ...distillers import make_distiller
+from ...distillers import make_distiller, tunable
 from ...errors import InputError
 from ..batches import tensors
 from ...cells import mean_std
 from .base import MLPCell, Stack, Trained, accuracy, selected
 from .teachers import Teachers, check_taught, student_batches, teacher_dependencies
 
-DEFAULT_ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
-DEFAULT_TEMPERATURES = (1.0, 4.0, 9.0, 18.0)
+DEFAULT_GRIDS = {
+    "kd": {"alpha": (0.0, 0.1, 0.3, 0.5, 0.7, 0.9), "temperature": (1.0, 4.0, 9.0, 18.0)},
+    "kd-mixture": {"alpha": (0.0, 0.1, 0.3, 0.5, 0.7, 0.9), "temperature": (1.0, 4.0, 9.0, 18.0)},
+    "anneal-jafari": {"temperature": (4.0, 9.0, 18.0, 33.0)},
+}
+"""The values tried for each tunable option of each method when a grid does not name them."""
 
 
 @dataclass(frozen=True)
 class TuneGrid:
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    """The values tried for each tunable option of `method`; an option left None takes DEFAULT_GRIDS'."""
+
+    method: str = "kd"
+    alphas: tuple[float, ...] | None = None
+    temperatures: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        if not self.alphas or not all(0 <= a <= 1 for a in self.alphas):
+        names = tunable(self.method) if self.method in DEFAULT_GRIDS else ()
+        if not names:
+            raise InputError(f"method {self.method!r} cannot be tuned; tunable methods: {', '.join(DEFAULT_GRIDS)}")
+        for name, values in (("alpha", self.alphas), ("temperature", self.temperatures)):
+            if values is not None and name not in names:
+                raise InputError(f"{name}s: method {self.method} has no {name} to tune")
+            if values is None and name in names:
+                object.__setattr__(self, f"{name}s", DEFAULT_GRIDS[self.method][name])
+        if self.alphas is not None and (not self.alphas or not all(0 <= a <= 1 for a in self.alphas)):
             raise InputError(f"alphas must be values in [0, 1], got {self.alphas}")
-        if not self.temperatures or not all(t > 0 for t in self.temperatures):
+        if self.temperatures is not None and (not self.temperatures or not all(t > 0 for t in self.temperatures)):
             raise InputError(f"temperatures must be positive, got {self.temperatures}")
+        if self.method == "anneal-jafari" and not all(t == int(t) and t >= 1 for t in self.temperatures):
+            raise InputError(f"temperatures (tau_max) must be whole numbers >= 1 for anneal-jafari, got {self.temperatures}")
 
-    def trials(self) -> list[tuple[float, float]]:
-        return list(itertools.product(self.alphas, self.temperatures))
+    @property
+    def values(self) -> dict[str, tuple[float, ...]]:
+        """Each tuned option and its values."""
+        given = {"alpha": self.alphas, "temperature": self.temperatures}
+        return {name: given[name] for name in tunable(self.method)}
+
+    def trials(self) -> list[dict[str, float]]:
+        """Every combination of the values; alpha = 0 is the labels alone whatever the temperature, so it
+        is one trial (at the first temperature)."""
+        names = list(self.values)
+        trials = []
+        for combination in itertools.product(*self.values.values()):
+            trial = dict(zip(names, combination))
+            if trial.get("alpha") == 0 and "temperature" in trial:
+                trial["temperature"] = self.temperatures[0]
+            if trial not in trials:
+                trials.append(trial)
+        return trials
 
 
 @dataclass(frozen=True, kw_only=True)
 class TuneCell(MLPCell):
-    """Every (alpha, temperature) of `grid` for every seed, as one stack. All seeds score a trial together,
-    so the cell is finished or not as a whole."""
+    """Every trial of `grid` for every seed, as one stack. All seeds score a trial together, so the cell is
+    finished or not as a whole."""
 
     task = "tune"
     member_task = "tune-trial"
@@ -69,32 +104,33 @@ class TuneCell(MLPCell):
         return None if tracking.find_finished(self.hash) else self
 
     def parent_params(self) -> dict[str, str]:
+        grid = {f"{name}s": ",".join(f"{value:g}" for value in values) for name, values in self.grid.values.items()}
         return {**super().parent_params(), "step_order": self.step_order, "teachers": self.teachers.option,
-                "alphas": ",".join(map(str, self.grid.alphas)), "temperatures": ",".join(map(str, self.grid.temperatures))}
+                "tuned_method": self.grid.method, **grid}
 
     def stack(self) -> Stack:
         """Every trial x seed as one stack: model trial * seeds + offset learns from seed offset's teachers."""
         trials, seeds = self.grid.trials(), self.seeds
+        per_model = {name: [trial[name] for trial in trials for _ in seeds] for name in self.grid.values}
+        distiller = make_distiller(self.grid.method, self.epochs, **per_model)
         runs = self.teachers.runs(seeds)
-        train_batches, valid, selection = student_batches(self.data, self.splits, runs, self.step_order, seeds,
-                                                          repeats=len(trials))
-        distiller = make_distiller("kd", self.epochs, alpha=[a for a, _ in trials for _ in seeds],
-                                   temperature=[t for _, t in trials for _ in seeds])
+        train_batches, valid, selection = student_batches(self.data, self.splits, runs, distiller, self.step_order,
+                                                          seeds, repeats=len(trials))
         return Stack([self.member(seed) for _ in trials for seed in seeds], distiller, train_batches, valid, selection)
 
     def log(self, trained: Trained) -> None:
-        """A nested run per trial with its scores; the best trial's alpha and temperature on the cell's run."""
-        trials, seeds = self.grid.trials(), self.seeds
+        """A nested run per trial with its scores; the best trial's values on the cell's run (`best_alpha`,
+        `best_temperature`, ...)."""
+        trials = self.grid.trials()
         scores = self._scores(trained)
-        for index, ((alpha, temperature), (acc, ce)) in enumerate(zip(trials, scores)):
+        for index, (trial, (acc, ce)) in enumerate(zip(trials, scores)):
             tags = {**self.tags(self.member_task), "trial": str(index), "config_hash": self.model_hash(trial=index)}
-            tracking.log_trial(f"alpha {alpha} T {temperature:g} · {self.data.name}", tags,
-                               {"alpha": str(alpha), "temperature": str(temperature)},
+            tracking.log_trial(f"{trial_name(trial)} · {self.data.name}", tags,
+                               {name: str(value) for name, value in trial.items()},
                                {**mean_std("selection_acc", acc), **mean_std("selection_ce", ce)})
         best = max(range(len(scores)), key=lambda i: (sum(scores[i][0]), -sum(scores[i][1])))
-        alpha, temperature = trials[best]
-        tracking.log_summary({"best_alpha": alpha, "best_temperature": temperature,
-                              "best_selection_acc": sum(scores[best][0]) / len(seeds)})
+        tracking.log_summary({**{f"best_{name}": value for name, value in trials[best].items()},
+                              "best_selection_acc": sum(scores[best][0]) / len(self.seeds)})
 
     def _scores(self, trained: Trained) -> list[tuple[list[float], list[float]]]:
         """Per trial, the selection accuracy and cross-entropy of each seed's selected student."""
@@ -110,3 +146,8 @@ class TuneCell(MLPCell):
                     ces.append(float(F.cross_entropy(student(x), y)))
             scores.append((accs, ces))
         return scores
+
+
+def trial_name(trial: dict[str, float]) -> str:
+    """`alpha 0.3 T 4`, `T 18`: a trial's values, as its run is named."""
+    return " ".join(f"{'T' if name == 'temperature' else name} {value:g}" for name, value in trial.items())

@@ -93,6 +93,10 @@ def test_child_runs_log_the_contract(store, command):
         else:
             assert history["selection_loss"].idxmin() + 1 == best
         assert metrics["best_val_loss"] == pytest.approx(history["val_loss"][best - 1])
+        logged = MlflowClient().get_logged_model(child.outputs.model_outputs[0].model_id)
+        assert {metric.key: metric.value for metric in logged.metrics} == {
+            name: metrics[name] for name in ("best_epoch", "best_val_loss", "best_val_acc", "final_val_acc", "model_epoch",
+                                             "model_val_acc")}
     tasks = {"baseline": "baseline", "teachers": "teacher", "distill": "student"}
     assert {child.data.tags["kdtrack.task"] for child in _children(store["ids"][command])} == {tasks[command]}
 

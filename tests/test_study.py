@@ -203,6 +203,11 @@ def test_report_config_holds_the_reports_hyperparameters():
     ("methods: {kd: {distill: {alpha: 3}}}\n", "alpha must lie in [0, 1]"),
     ("methods: {kd: {task: fit}}\n", "methods.kd.task must be baseline or distill"),
     ("methods: [unclosed\n", "not valid YAML"),
+    ("tune: {alphas: [0.3]}\nmethods: {kd: {}}\n", "tune has unknown key(s) alphas"),
+    ("tune: {kd: {alpha: [0.3], beta: [1]}}\nmethods: {kd: {distill: {alpha: tuned}}}\n", "tune.kd must map alpha"),
+    ("tune: {kd: {alpha: [2]}}\nmethods: {kd: {distill: {alpha: tuned}}}\n", "tune.kd: alphas must be values in [0, 1]"),
+    ("methods: {a: {distill: {method: anneal-jafari, alpha: tuned}}}\n", "alpha cannot be tuned for anneal-jafari"),
+    ("methods: {a: {distill: {method: anneal-cosine, temperature: tuned}}}\n", "tunable: nothing"),
 ])
 def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, dataset, tmp_path, capsys, text, message):
     config = tmp_path / "bad.yaml"

@@ -128,19 +128,23 @@ def _resumed_by_mlflow_run(nested: bool) -> bool:
 
 
 def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
-    """Log one child run of the active run: tags, params, thinned metrics and summary (in as few writes as
-    MLflow's batch limits allow), the data it saw, its history and checkpoint files, and its model."""
+    """Log one child run of the active run: tags and params, its model, thinned metrics and the summary (the
+    summary also as the logged model's metrics), the data it saw, and its history and checkpoint files.
+
+    The model is logged before any metric: MLflow would otherwise read back every metric's history to link
+    the run's step-0 metrics to the new model; kdtrack links the summary itself, in the same write."""
     with mlflow.start_run(run_name=seed_run.name, nested=True) as run:
+        _log_batch(run.info.run_id, [], seed_run.params, {TAG + key: value for key, value in seed_run.tags.items()})
+        model_id = _log_model(seed_run.model, seed_run.input_example)
         now = int(time.time() * 1000)
-        metrics = _thinned(seed_run.history, log_every, now) + [Metric(k, v, now, 0) for k, v in seed_run.summary.items()]
-        _log_batch(run.info.run_id, metrics, seed_run.params, {TAG + key: value for key, value in seed_run.tags.items()})
+        summary = [Metric(key, value, now, 0, model_id=model_id) for key, value in seed_run.summary.items()]
+        _log_batch(run.info.run_id, _thinned(seed_run.history, log_every, now) + summary, {}, {})
         _log_inputs(seed_run.inputs)
         with tempfile.TemporaryDirectory() as folder:
             seed_run.history.to_parquet(Path(folder) / HISTORY_PATH, index=False)
             (Path(folder) / STATE_DICT_PATH).parent.mkdir()
             torch.save(seed_run.model.state_dict(), Path(folder) / STATE_DICT_PATH)
             mlflow.log_artifacts(folder)
-        _log_model(seed_run.model, seed_run.input_example)
     return run.info.run_id
 
 
@@ -218,8 +222,9 @@ def prepare_model_logging() -> None:
     torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 
-def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> None:
-    """The model in MLflow's default format (its state_dict, for a full rebuild, is logged beside it).
+def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> str:
+    """The model in MLflow's default format (its state_dict, for a full rebuild, is logged beside it); its
+    logged model's id.
 
     The pt2 format needs a tensor signature to export the model. A model of points then gets the columns
     `x0`, `x1`, ... (doubles, as a CSV of points reads) as its signature, so that MLflow's pyfunc,
@@ -240,6 +245,7 @@ def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> None:
     if input_example.ndim == 2:
         columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
         set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
+    return logged.model_id
 
 
 def input_columns(n_features: int) -> list[str]:

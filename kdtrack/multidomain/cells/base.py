@@ -51,14 +51,15 @@ class MLPCell(Cell):
     def run(self) -> str:
         """Train in a thread while the parent run opens and the model exporter warms up (the native step
         leaves the interpreter free); then log."""
-        started = time.process_time()
+        started, started_cpu = time.monotonic(), time.process_time()
         training = in_background(self.train_stack)
         with tracking.parent_run(self.name, self.tags(), self.parent_params()) as parent_id:
             tracking.prepare_model_logging()
             trained = training.result()
             self.log(trained)
-            tracking.log_summary({"train_cpu_seconds": trained.train_cpu_seconds,
-                                  "cell_cpu_seconds": time.process_time() - started})
+            tracking.log_summary({"train_cpu_seconds": trained.train_cpu_seconds, "train_seconds": trained.train_seconds,
+                                  "cell_cpu_seconds": time.process_time() - started_cpu,
+                                  "cell_seconds": time.monotonic() - started})
         return parent_id
 
     @abstractmethod
@@ -67,10 +68,10 @@ class MLPCell(Cell):
 
     def train_stack(self) -> Trained:
         stack = self.stack()
-        started = time.thread_time()
+        started, started_cpu = time.monotonic(), time.thread_time()
         model, result = fit(self, [member.key["seed"] for member in stack.members], stack.distiller,
                             stack.train_batches, stack.valid, stack.selection)
-        return Trained(stack.members, model, result, time.thread_time() - started)
+        return Trained(stack.members, model, result, time.thread_time() - started_cpu, time.monotonic() - started)
 
     def log(self, trained: Trained) -> None:
         """A child run per model, the parent's mean and std of their accuracies, and the cell's curves."""
@@ -122,6 +123,8 @@ class Trained:
     result: TrainResult
     train_cpu_seconds: float
     """The training thread's CPU time in the engine: what is not tracking."""
+    train_seconds: float
+    """The same in wall time."""
 
 
 def fit(cell: MLPCell, seeds: list[int], distiller: Distiller, train_batches: list[Batch], valid: Batch,

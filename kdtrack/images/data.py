@@ -14,8 +14,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits as sklearn_digits
-from sklearn.model_selection import train_test_split
 
 from .. import safe_pickle
 from ..errors import InputError
@@ -84,6 +82,9 @@ def load_image_data(dataset: str, folder: str | None = None) -> ImageData:
 
 def load_digits() -> ImageData:
     """scikit-learn's 1,797 8x8 digits (values 0..16, scaled to 0..255), a fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits as sklearn_digits  # scikit-learn takes a second to import: only here
+    from sklearn.model_selection import train_test_split
+
     digits = sklearn_digits()
     images = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., None]
     x_train, x_test, y_train, y_test = train_test_split(images, digits.target.astype(np.int64),

@@ -262,12 +262,20 @@ def load_model(model: str) -> torch.nn.Module:
     """Rebuild the full model of a run (a run id, `runs:/ID/model`, or a registered `models:/NAME@ALIAS`
     or `models:/NAME/VERSION`) from its architecture params and state_dict (weights only): an MLP, a
     ResNet, or a deployed SimKD student, in eval mode."""
-    run_id = run_of_model(model)
+    params, state_dict = _checkpoint(run_of_model(model))
+    network = from_params(params)
+    network.load_state_dict(state_dict)
+    return network.eval()
+
+
+@functools.lru_cache(maxsize=512)
+def _checkpoint(run_id: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A run's params and state_dict, read from the store once per process: every student cell of a dataset
+    loads the same teachers, and a finished run's artifacts do not change. Callers copy the tensors into a
+    network of their own (load_state_dict), so the cached ones stay as they were read."""
     run = get_run(run_id)
     path = MlflowClient().download_artifacts(run_id, STATE_DICT_PATH)
-    network = from_params(run.data.params)
-    network.load_state_dict(torch.load(path, weights_only=True))
-    return network.eval()
+    return run.data.params, torch.load(path, weights_only=True)
 
 
 def run_of_model(model: str) -> str:

@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_options(distill, student=True)
     _add_distill_options(distill)
     distill.add_argument("--tuned", default=None,
-                         help="run id of a finished `tune` run whose best alpha and temperature replace --alpha "
-                         "and --temperature")
+                         help="run id of a finished `tune` run of the same --method whose chosen values (alpha, "
+                         "temperature) replace --alpha and --temperature")
     distill.set_defaults(run=_distill)
 
     tune = commands.add_parser("tune", help="search a method's alpha and temperature on the selection split",
@@ -255,7 +255,7 @@ def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> 
     train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
                        help="learning-rate schedule; onecycle peaks at --lr (default constant)")
     train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=defaults.early_stopping,
-                       help="log the checkpoint of least selection loss as the model, else the last epoch's "
+                       help="log the checkpoint that --select-on prefers as the model, else the last epoch's "
                        "(default true)")
     train.add_argument("--select-on", choices=SELECT_ON, default=select_on,
                        help="what selects the checkpoint on the selection split: the training objective, the "

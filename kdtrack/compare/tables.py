@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from ..errors import InputError
 
@@ -97,6 +96,8 @@ def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_ac
 
 def holm(p_values: np.ndarray) -> np.ndarray:
     """Holm-corrected p-values of a family of tests; a missing p (NaN: no variance) is not a test of it."""
+    from statsmodels.stats.multitest import multipletests  # statsmodels takes a second to import: only here
+
     corrected = np.full(len(p_values), np.nan)
     tested = ~np.isnan(p_values)
     if tested.any():

@@ -151,9 +151,9 @@ def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
 def log_trial(name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float]) -> str:
     """A child run of the active run that records a trial's settings and scores, no model."""
     with mlflow.start_run(run_name=name, nested=True) as run:
-        mlflow.set_tags({TAG + key: value for key, value in tags.items()})
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+        now = int(time.time() * 1000)
+        _log_batch(run.info.run_id, [Metric(key, value, now, 0) for key, value in metrics.items()], params,
+                   {TAG + key: value for key, value in tags.items()})
     return run.info.run_id
 
 

@@ -236,8 +236,8 @@ def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> 
                      help="where the PyTorch step trains: cpu, cuda, or auto (cuda when there is one); the native "
                      "step trains MLP stacks on the CPU (default auto)")
     job.add_argument("--log-every", type=int, default=0,
-                     help="log per-epoch metrics every N epochs and the last (default 0: auto, at most ~250 "
-                     "points per metric); history.parquet always holds every epoch")
+                     help="log per-epoch metrics every N epochs and the last (default 0: auto, about 50 points "
+                     "per metric); history.parquet always holds every epoch")
 
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=_whole_number, default=defaults.epochs,

@@ -10,14 +10,14 @@ from .distillers import DISTILL_METHODS
 from .engine import DEVICES, SELECT_ON
 from .engine.optim import OPTIMIZERS, SCHEDULES
 from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
-from .errors import InputError
+from .errors import InputError, StoreError
 from .images.data import DATASETS as IMAGE_DATASETS
 from .images.options import ImageKDOptions, SimKDOptions
 from .models.resnet import ARCHS
 from .models.mlp import parse_hidden
 from .multidomain.cells.tune import DEFAULT_ALPHAS, DEFAULT_TEMPERATURES
 from .multidomain.options import SELECTIONS, STEP_ORDERS, DistillOptions, TrainOptions, parse_seeds
-from .tracking import ACCURACY_METRICS
+from .tracking import ACCURACY_METRICS, store_errors
 
 DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
 DEFAULT_DATA = DEFAULT_DATASETS[0]
@@ -29,10 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        args.run(args)
+        with store_errors():
+            args.run(args)
     except InputError as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 2
+    except StoreError as error:
+        print(f"kdtrack: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kdtrack: interrupted; any run it had open is marked FAILED", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .distillers import DISTILL_METHODS
 from .engine import DEVICES, SELECT_ON
@@ -48,8 +49,15 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line on stderr, as every other bad input is (argparse puts its usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"kdtrack: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kdtrack",
         description="Knowledge-distillation experiments in PyTorch, every run tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default ./mlflow.db with artifacts in ./mlruns).",

@@ -166,8 +166,10 @@ def test_report_config_holds_the_reports_hyperparameters():
 @pytest.mark.parametrize("text,message", [
     ("train: {}\n", "needs a `methods` mapping"),
     ("methods: {kd: {teachers: nope}}\n", "methods.kd.teachers names 'nope'"),
-    ("methods: {kd: {distill: {alpha: {other: 0.5}}}}\n", "methods.kd.distill.alpha has no value for dataset 'small'"),
-    ("methods: {kd: {train: {epoch: 5}}}\n", "methods.kd: "),
+    ("methods: {kd: {distill: {alpha: {other: 0.5}}}}\n", "methods.kd.distill.alpha: 'other' names no dataset of this study"),
+    ("methods: {kd: {distill: {alpha: {default: 0.5, smal: 0.7}}}}\n", "methods.kd.distill.alpha: 'smal' names no dataset"),
+    ("methods: {kd: {train: {epoch: 5}}}\n", "methods.kd.train: unknown key 'epoch'"),
+    ("epoch: 5\nmethods: {kd: {}}\n", "the config: unknown key 'epoch'"),
     ("methods: {kd: {distill: {alpha: 3}}}\n", "alpha must lie in [0, 1]"),
     ("methods: {kd: {task: fit}}\n", "methods.kd.task must be baseline or distill"),
     ("methods: [unclosed\n", "not valid YAML"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,8 +35,8 @@ class TuneGrid:
     def __post_init__(self):
         if not self.alphas or not all(0 <= a <= 1 for a in self.alphas):
             raise InputError(f"alphas must be values in [0, 1], got {self.alphas}")
-        if not self.temperatures or not all(t > 0 for t in self.temperatures):
-            raise InputError(f"temperatures must be positive, got {self.temperatures}")
+        if not self.temperatures or not all(0 < t < math.inf for t in self.temperatures):
+            raise InputError(f"temperatures must be positive finite numbers, got {self.temperatures}")
 
     def trials(self) -> list[tuple[float, float]]:
         return list(itertools.product(self.alphas, self.temperatures))

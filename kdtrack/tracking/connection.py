@@ -18,7 +18,7 @@ import socket
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -53,10 +53,7 @@ def open_store() -> None:
 
 @functools.cache
 def _open(uri: str) -> None:
-    if not uri.startswith("sqlite:"):
-        MlflowClient(uri).search_experiments(max_results=1)
-        return
-    with FileLock(_creation_lock(uri)):
+    with FileLock(_creation_lock(uri)) if uri.startswith("sqlite:") else nullcontext():
         MlflowClient(uri).search_experiments(max_results=1)
 
 
@@ -134,7 +131,7 @@ def store_errors() -> Iterator[None]:
     try:
         yield
     except (MlflowException, requests.RequestException) as error:
-        problem = store_problem(error)
+        problem = _store_problem(error)
         if problem is None:
             raise
         raise StoreError(f"tracking store {mlflow.get_tracking_uri()}: {problem}") from None
@@ -145,7 +142,7 @@ UNREACHABLE = ("Connection refused", "Connection aborted", "RemoteDisconnected",
 """Phrases of the errors of a store that cannot be reached, the most telling first."""
 
 
-def store_problem(error: BaseException) -> str | None:
+def _store_problem(error: BaseException) -> str | None:
     """What an error says about the store, in a sentence; None when it is not about the store. An error
     from a worker process arrives without its cause, so this reads its text."""
     text, user = str(error), os.environ.get("MLFLOW_TRACKING_USERNAME")

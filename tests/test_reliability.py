@@ -2,7 +2,6 @@
 completes with every model once and no run left RUNNING; a command ends as KILLED only the runs of dead
 processes of its own host; two studies writing one fresh store at once both finish; two processes running
 the same study at once leave compare's counts whole."""
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from kdtrack.multidomain import make_multidomain, save_multidomain
-from kdtrack.tracking.connection import end_dead_runs
+from kdtrack.tracking.connection import end_dead_runs, this_host
 from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study
 
 CONFIG = """
@@ -78,7 +77,7 @@ def test_a_study_killed_with_sigkill_completes_when_run_again(folder):
     left = [run for run in all_runs(uri) if run.info.status == "RUNNING"]
     pids = {int(run.data.tags["kdtrack.pid"]) for run in left}
     assert len(left) >= 2 and study.pid in pids, "the study's run and a cell's, at least"
-    assert {run.data.tags["kdtrack.host"] for run in left} == {socket.gethostname()}
+    assert {run.data.tags["kdtrack.host"] for run in left} == {this_host()}
     wait_until(lambda: all(gone(pid) for pid in pids), "the workers to die with the study")
 
     code, err = finish(start_study(study_config, str(folder / "tiny.pkl"), env, folder, "--workers", "2"))
@@ -96,7 +95,7 @@ def test_a_command_ends_only_the_runs_of_dead_processes_of_its_host(tracking_uri
     ended = subprocess.Popen(["true"])
     ended.wait()
     alive = subprocess.Popen(["sleep", "600"])
-    host = socket.gethostname()
+    host = this_host()
     try:
         mlflow.set_tracking_uri(tracking_uri)
         client = MlflowClient(tracking_uri)

@@ -36,7 +36,18 @@ T = TypeVar("T")
 
 def process_tags() -> dict[str, str]:
     """The tags that say which process writes a run."""
-    return {TAG + "host": socket.gethostname(), TAG + "pid": str(os.getpid())}
+    return {TAG + "host": this_host(), TAG + "pid": str(os.getpid())}
+
+
+@functools.cache
+def this_host() -> str:
+    """This host as far as process ids go: its name, and its pid namespace where Linux names one
+    (containers that share a host's name, as under docker --network host, do not see each other's
+    processes, so neither may end the other's runs)."""
+    try:
+        return f"{socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return socket.gethostname()
 
 
 def client() -> MlflowClient:
@@ -92,7 +103,7 @@ def end_dead_runs() -> int:
     and that no longer run; how many. Runs of live processes, of other hosts, or without the tags (older
     than them) are left alone."""
     store = client()
-    host = socket.gethostname()
+    host = this_host()
     experiments = [experiment.experiment_id for experiment in store.search_experiments()]
     running = store.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
                                 max_results=50000)

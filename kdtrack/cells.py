@@ -57,6 +57,9 @@ class Cell(ABC):
     log_every: int = field(default=0, compare=False)
     device: str = field(default="cpu", compare=False)
     """Where the PyTorch step trains (kdtrack.engine.resolve_device): not part of the identity."""
+    resume: bool = field(default=False, compare=False)
+    """Whether the cell completes what the store lacks (a study's cells, and the cells a command depends
+    on), rather than training anew what it is asked for (a command's own cell)."""
 
     # ---- identity ---------------------------------------------------------------------------------
 
@@ -121,25 +124,36 @@ class Cell(ABC):
         """The cells that must have finished before this one runs."""
         return ()
 
+    def finished_run(self, **key: int) -> str | None:
+        """The newest FINISHED run of one model of this configuration in the store, if any."""
+        run = tracking.find_finished(self.model_hash(**key), method=None if self.shared else self.label)
+        return None if run is None else run.info.run_id
+
     def finished_runs(self) -> dict[str, str]:
         """The newest FINISHED run of each model of this configuration in the store, by model hash."""
         found = {}
         for seed in self.seeds:
             for key in self.model_keys(seed):
-                digest = self.model_hash(**key)
-                run = tracking.find_finished(digest, method=None if self.shared else self.label)
-                if run is not None:
-                    found[digest] = run.info.run_id
+                run_id = self.finished_run(**key)
+                if run_id is not None:
+                    found[self.model_hash(**key)] = run_id
         return found
 
     def pending(self) -> Cell | None:
-        """This cell less the seeds whose every model has FINISHED before; None when nothing is left."""
+        """This cell less the seeds whose every model has FINISHED before, to resume; None when nothing is
+        left."""
         done = self.finished_runs()
         seeds = tuple(seed for seed in self.seeds
                       if any(self.model_hash(**key) not in done for key in self.model_keys(seed)))
         if not seeds:
             return None
-        return self if seeds == self.seeds else dataclasses.replace(self, seeds=seeds)
+        return dataclasses.replace(self, seeds=seeds, resume=True)
+
+    def logged_elsewhere(self, **key: int) -> bool:
+        """Whether a resuming cell finds this model FINISHED already, so that it logs no second run of it:
+        a teacher of a seed that a killed study had half logged, or one that a process running the same
+        study beside this one logged while this one trained."""
+        return self.resume and self.finished_run(**key) is not None
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Cell:
         return dataclasses.replace(self, seeds=seeds)

@@ -5,19 +5,20 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .distillers import DISTILL_METHODS
 from .engine import DEVICES, SELECT_ON
 from .engine.optim import OPTIMIZERS, SCHEDULES
 from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
-from .errors import InputError
+from .errors import InputError, StoreError
 from .images.data import DATASETS as IMAGE_DATASETS
 from .images.options import ImageKDOptions, SimKDOptions
 from .models.resnet import ARCHS
 from .models.mlp import parse_hidden
 from .multidomain.cells.tune import DEFAULT_GRIDS
 from .multidomain.options import SELECTIONS, STEP_ORDERS, STUDENT_SELECT_ON, DistillOptions, TrainOptions, parse_seeds
-from .tracking import ACCURACY_METRICS
+from .tracking import ACCURACY_METRICS, store_errors
 
 DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
 DEFAULT_DATA = DEFAULT_DATASETS[0]
@@ -29,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        args.run(args)
+        with store_errors():
+            args.run(args)
     except InputError as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 2
+    except StoreError as error:
+        print(f"kdtrack: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kdtrack: interrupted; any run it had open is marked FAILED", file=sys.stderr)
         return 130
@@ -44,8 +49,15 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line on stderr, as every other bad input is (argparse puts its usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"kdtrack: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kdtrack",
         description="Knowledge-distillation experiments in PyTorch, every run tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default ./mlflow.db with artifacts in ./mlruns).",

@@ -7,3 +7,8 @@ class InputError(Exception):
     Raise it before any MLflow run is started where possible; the CLI prints
     ``kdtrack: error: <message>`` and exits 2 without a traceback.
     """
+
+
+class StoreError(Exception):
+    """The tracking store cannot be used: unreachable, or refusing kdtrack's credentials. The CLI prints
+    ``kdtrack: error: <message>`` and exits 1 without a traceback."""

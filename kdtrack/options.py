@@ -23,6 +23,11 @@ def check_training(options) -> None:
     require(0 <= options.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {options.selection_seed}")
 
 
+def check_log_every(log_every: int) -> None:
+    """Both studies' jobs: metrics every N epochs, or 0 for about a hundred points per metric."""
+    require(log_every >= 0, f"log-every must be 0 (auto) or positive, got {log_every}")
+
+
 def coerce_numbers(options) -> None:
     """Make numeric fields their declared type, so that 4 from a YAML file and 4.0 from the command line
     are one configuration (same params, same hash)."""

@@ -4,6 +4,7 @@ as soon as what they depend on has finished. A cell's result depends on its inpu
 the same numbers with any number of workers."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -73,7 +74,7 @@ def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key
     """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or store connections inherited
     results: queue.Queue = queue.Queue()
-    pool = context.Pool(workers, _start_worker, (tracking.process_context(),))
+    pool = context.Pool(workers, _start_worker, (tracking.process_context(), os.getpid()))
     waiting, running, ran = list(plan), {}, {}
     try:
         while waiting or running:
@@ -99,11 +100,24 @@ def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key
     return ran
 
 
-def _start_worker(context: tuple) -> None:
+def _start_worker(context: tuple, parent: int) -> None:
+    _die_with(parent)
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, _interrupt)
     tracking.adopt_context(context)
     progress.LINES_ONLY = True  # several processes share the terminal: a line each, never a redrawn bar
+
+
+def _die_with(parent: int) -> None:
+    """Linux: be killed when the study process dies (kill -9 leaves it no chance to stop its workers), so
+    that no orphan goes on training and logging a cell that a rerun of the study trains again. Its runs
+    stay RUNNING until that rerun ends them KILLED, as the study's own."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(128 + signal.SIGKILL)
 
 
 _running: Cell | None = None
@@ -114,6 +128,8 @@ def _run_cell(cell: Cell) -> str:
     _running = cell
     try:
         return cell.run()
+    except KeyboardInterrupt:  # its runs have ended FAILED; the study says it was interrupted, once
+        raise SystemExit(130) from None
     finally:
         _running = None
 
@@ -122,7 +138,7 @@ def _interrupt(signum, frame) -> None:
     """SIGTERM in a worker: a cell's open runs end FAILED (as in a command); an idle worker just leaves."""
     if _running is not None:
         raise KeyboardInterrupt
-    os._exit(128 + signum)
+    sys.exit(128 + signum)  # with its finalizers: os._exit would leave its semaphores to the resource tracker
 
 
 def _say(message: str) -> None:

@@ -153,7 +153,7 @@ def test_generated_geometry_matches_the_design(separation):
 
 
 def test_make_multidomain_refuses_unequal_domain_shares():
-    with pytest.raises(InputError, match="n_train must be a positive multiple of 3"):
+    with pytest.raises(InputError, match="n-train must be a positive multiple of 3"):
         make_multidomain(1.0, seed=0, n_train=10)
 
 

@@ -5,10 +5,8 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -21,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 from kdtrack.tracking import best_run, load_model
+from servers import MlflowServer
 
 BIN = Path(sys.executable).parent
 SEEDS = "0,10,1234"
@@ -163,26 +162,10 @@ def test_refusals_are_one_line_and_register_nothing(store, capsys, case):
     assert after == before
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_register_and_load_through_a_tracking_server(tmp_path, monkeypatch):
-    port = _free_port()
-    server = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
+    server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path).start()
+    uri = server.uri
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
-            time.sleep(0.5)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.chdir(tmp_path)
         mlflow.set_tracking_uri(uri)
@@ -199,5 +182,4 @@ def test_register_and_load_through_a_tracking_server(tmp_path, monkeypatch):
         assert accuracy(lambda x: model(torch.from_numpy(x)).detach().numpy(), valid.x, valid.y) == float(version.tags["val_acc"])
     finally:
         mlflow.set_tracking_uri(None)
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()

@@ -110,6 +110,8 @@ def load_cifar100(folder: str | os.PathLike) -> ImageData:
 
 def holdout(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
     """(fit, held out): `fraction` of each class held out, drawn with `seed`."""
+    from sklearn.model_selection import train_test_split  # scikit-learn takes a second to import: only here
+
     if not 0 < fraction < 1:
         raise ValueError(f"the holdout fraction must lie in (0, 1), got {fraction}")
     try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from .. import tracking
 from ..engine import distributed, resolve_device
+from ..options import check_log_every
 from ..scheduler import run_cells
 from .cells import KDCell, NetworkCell, SimKDCell, TeacherCell
 from .data import load_image_data
@@ -28,6 +30,15 @@ class ImageJob:
     experiment: str | None = None
     log_every: int = 0
     device: str = "auto"
+
+    def __post_init__(self):
+        check_log_every(self.log_every)
+        self.trainings  # noqa: B018 (checks every rate of a sweep before a run opens or a teacher is looked up)
+
+    @cached_property
+    def trainings(self) -> tuple[ImageTrainOptions, ...]:
+        """The training options of each cell: one per rate of a sweep."""
+        return tuple(dataclasses.replace(self.train, lr=lr) for lr in self.lrs or (self.train.lr,))
 
     def cell_inputs(self) -> dict:
         return {"data": load_image_data(self.dataset, self.data), "seeds": self.seeds, "train": self.train,
@@ -54,7 +65,7 @@ def _run(job: ImageJob, make: Callable[[dict], NetworkCell]) -> str | None:
         main = distributed.is_main_process()
         if main:
             tracking.use_experiment(job.experiment)
-        cells = [make({**inputs, "train": dataclasses.replace(job.train, lr=lr)}) for lr in job.lrs or (job.train.lr,)]
+        cells = [make({**inputs, "train": train}) for train in job.trainings]
         if len(cells) == 1:
             return run_cells(cells, resume=False)[0]
         first = cells[0]

@@ -45,7 +45,7 @@ def make_multidomain(
         raise InputError(f"separation must be a finite number >= 0, got {separation}")
     if seed < 0:
         raise InputError(f"seed must be >= 0, got {seed}")
-    for label, count in (("n_train", n_train), ("n_valid", n_valid)):
+    for label, count in (("n-train", n_train), ("n-valid", n_valid)):
         if count <= 0 or count % N_DOMAINS:
             raise InputError(f"{label} must be a positive multiple of {N_DOMAINS}, got {count}")
     train_seed, valid_seed = np.random.SeedSequence(seed).spawn(2)

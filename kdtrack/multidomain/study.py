@@ -65,8 +65,6 @@ class StudyConfig:
         options in `fixed` are not tuned but held at their value."""
         given = (self.raw.get("tune") or {}).get(method) or {}
         where = f"{self.path}: tune.{method}"
-        if not isinstance(given, dict) or not set(given) <= {"alpha", "temperature"}:
-            raise InputError(f"{where} must map alpha and/or temperature to lists of values, got {given!r}")
         try:
             values = {f"{name}s": tuple(map(float, given[name])) for name in given}
         except (TypeError, ValueError):
@@ -132,6 +130,21 @@ class StudyConfig:
                                                      "tuned_by": tuned_by, "tuned": method.tuned}))
         return cells
 
+    def check_datasets(self, names: list[str]) -> None:
+        """Every per-dataset mapping names only datasets of the study (their file stems) and `default`: a
+        misspelled stem would otherwise fall back to `default` unseen."""
+        sections = [("train", self.raw.get("train") or {})]
+        sections += [(f"teachers.{name}", settings or {}) for name, settings in (self.raw.get("teachers") or {}).items()]
+        for label, method in self.raw["methods"].items():
+            if isinstance(method, dict):
+                sections += [(f"methods.{label}.{part}", method.get(part) or {}) for part in ("train", "distill")]
+        for where, section in sections:
+            for key, value in section.items():
+                stray = [stem for stem in value if stem != "default" and stem not in names] if isinstance(value, dict) else []
+                if stray:
+                    raise InputError(f"{self.path}: {where}.{key}: {stray[0]!r} names no dataset of this study "
+                                     f"({', '.join(names)}); a per-dataset mapping takes their file stems and default")
+
     def _teacher_settings(self, where: str, name: str | None) -> dict:
         if name is None:
             return {}
@@ -148,7 +161,16 @@ class StudyConfig:
         return _build(where, TrainOptions, resolved)
 
 
+SECTIONS = ("epochs", "train", "teachers", "tune", "methods")
+METHOD_KEYS = ("task", "train", "teachers", "distill")
+TUNE_KEYS = ("epochs", *DEFAULT_GRIDS)
+GRID_KEYS = ("alpha", "temperature")
+TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainOptions))
+DISTILL_KEYS = tuple(field.name for field in dataclasses.fields(DistillOptions))
+
+
 def load_study_config(path: str) -> StudyConfig:
+    """Read a study config; a key it does not know anywhere is an InputError naming where it is."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except OSError as error:
@@ -157,14 +179,30 @@ def load_study_config(path: str) -> StudyConfig:
         raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("methods"), dict) or not raw["methods"]:
         raise InputError(f"{path}: a study config needs a `methods` mapping")
+    _known_keys(path, "the config", raw, SECTIONS)
     for section in ("train", "teachers", "tune"):
         if not isinstance(raw.get(section) or {}, dict):
             raise InputError(f"{path}: `{section}` must be a mapping")
-    unknown = set(raw.get("tune") or {}) - {"epochs", *DEFAULT_GRIDS}
-    if unknown:
-        raise InputError(f"{path}: tune has unknown key(s) {', '.join(sorted(map(str, unknown)))}; it takes epochs "
-                         f"and a grid per tunable method ({', '.join(DEFAULT_GRIDS)})")
+    _known_keys(path, "train", raw.get("train") or {}, TRAIN_KEYS)
+    _known_keys(path, "tune", raw.get("tune") or {}, TUNE_KEYS)
+    for method in DEFAULT_GRIDS:
+        _known_keys(path, f"tune.{method}", (raw.get("tune") or {}).get(method) or {}, GRID_KEYS)
+    for name, settings in (raw.get("teachers") or {}).items():
+        _known_keys(path, f"teachers.{name}", settings or {}, TRAIN_KEYS)
+    for label, method in raw["methods"].items():
+        if isinstance(method, dict):
+            _known_keys(path, f"methods.{label}", method, METHOD_KEYS)
+            _known_keys(path, f"methods.{label}.train", method.get("train") or {}, TRAIN_KEYS)
+            _known_keys(path, f"methods.{label}.distill", method.get("distill") or {}, DISTILL_KEYS)
     return StudyConfig(path, raw)
+
+
+def _known_keys(path: str, where: str, section, known: tuple[str, ...]) -> None:
+    if not isinstance(section, dict):
+        raise InputError(f"{path}: {where} must be a mapping, got {section!r}")
+    unknown = [key for key in section if key not in known]
+    if unknown:
+        raise InputError(f"{path}: {where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
 
 
 def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], epochs: int | None = None,
@@ -176,6 +214,7 @@ def run_study(config_path: str, data_paths: list[str], seeds: tuple[int, ...], e
     names = [data.name for data in datasets]
     if len(set(names)) < len(names):
         raise InputError(f"datasets must have distinct file names (they name the runs), got {', '.join(names)}")
+    config.check_datasets(names)
     device = resolve_device(device)
     cells = [cell for data in datasets for cell in config.cells(data, seeds, epochs, device)]
     tracking.use_experiment(experiment)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .. import tracking
 from ..engine import resolve_device
-from ..errors import InputError
+from ..options import check_log_every
 from ..scheduler import run_cells
 from .cells.baseline import BaselineCell
 from .cells.students import StudentCell, tuned_values
@@ -28,8 +28,7 @@ class Job:
     device: str = "auto"
 
     def __post_init__(self):
-        if self.log_every < 0:
-            raise InputError(f"log-every must be 0 (auto) or positive, got {self.log_every}")
+        check_log_every(self.log_every)
 
     def cell_inputs(self) -> dict:
         return {"data": load_multidomain(self.data), "seeds": self.seeds, "train": self.train, "log_every": self.log_every,

@@ -1,4 +1,5 @@
 """Every MLflow call kdtrack makes: runs and look-ups (store), the model registry (registry)."""
+from .connection import store_errors
 from .registry import Registered, best_run, register
 from .store import (
     ACCURACY_METRICS,
@@ -54,6 +55,7 @@ __all__ = [
     "process_context",
     "register",
     "run_of_model",
+    "store_errors",
     "study_order",
     "tag",
     "use_experiment",

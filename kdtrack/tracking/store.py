@@ -21,23 +21,24 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Param, Run
 from mlflow.models import ModelSignature, infer_signature, set_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
 from ..models import from_params
+from . import connection
+from .connection import TAG, process_tags
 
 # kdtrack reads back many small artifacts (histories, checkpoints); a progress bar for each floods stderr
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # kdtrack's stdout carries results (run ids, tables, CSV); MLflow would add a run's URL there under a server
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-TAG = "kdtrack."
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
-_PER_CALL = {"entities": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
+_PER_CALL = {"entities": 1000, "params": 100}  # MLflow's log_batch limits
 METRIC_POINTS = 50
 """Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (each
 point costs about 0.1 ms on SQLite, where a 30,000-epoch model trains in 2 s: 100 points were a tenth of a
@@ -78,6 +79,7 @@ class SeedRun:
 
 def use_experiment(name: str | None) -> None:
     if name:
+        connection.open_store()
         try:
             mlflow.set_experiment(name)
         except mlflow.exceptions.MlflowException as error:
@@ -100,8 +102,8 @@ def adopt_context(context: tuple[str, str | None, str | None]) -> None:
     uri, experiment, _outer_run_id = context
     os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`, that run is the other process's to hold
     mlflow.set_tracking_uri(uri)
-    if experiment is not None:
-        mlflow.set_experiment(experiment_id=experiment)
+    if experiment is not None:  # without asking the store: a worker's first call to it is in a cell it runs
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment
 
 
 @contextmanager
@@ -109,17 +111,25 @@ def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Itera
     """A run for one command; nested under the active run if there is one (a study, `mlflow run`), or under
     the run set by `nest_under`.
 
-    MLflow ends it FAILED if the body raises, so an interrupted command never leaves it RUNNING.
+    MLflow ends it FAILED if the body raises, so an interrupted command never leaves it RUNNING; a command's
+    first run ends first the runs that dead processes of this host left RUNNING (kill -9).
     """
     nested = mlflow.active_run() is not None
     outer = None if nested else _outer_run_id
-    with mlflow.start_run(run_name=name, nested=nested or outer is not None, parent_run_id=outer) as run:
+    if not nested and outer is None:
+        connection.end_dead_runs()
+    with mlflow.start_run(run_name=name, nested=nested or outer is not None, parent_run_id=outer,
+                          tags=_run_tags(tags)) as run:
         if _resumed_by_mlflow_run(nested):  # `mlflow run` named it at random; name it for what it runs
-            MlflowClient().update_run(run.info.run_id, name=name)
-        mlflow.set_tags({TAG + key: value for key, value in tags.items()})
+            connection.client().update_run(run.info.run_id, name=name)
         logged = run.data.params  # `mlflow run` has logged the entry point's own parameters already
         mlflow.log_params({key: value for key, value in params.items() if key not in logged})
         yield run.info.run_id
+
+
+def _run_tags(tags: dict[str, str]) -> dict[str, str]:
+    """kdtrack's tags of a run and the process writing it, set as the run is created."""
+    return {**{TAG + key: value for key, value in tags.items()}, **process_tags()}
 
 
 def _resumed_by_mlflow_run(nested: bool) -> bool:
@@ -133,12 +143,12 @@ def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
 
     The model is logged before any metric: MLflow would otherwise read back every metric's history to link
     the run's step-0 metrics to the new model; kdtrack links the summary itself, in the same write."""
-    with mlflow.start_run(run_name=seed_run.name, nested=True) as run:
-        _log_batch(run.info.run_id, [], seed_run.params, {TAG + key: value for key, value in seed_run.tags.items()})
+    with mlflow.start_run(run_name=seed_run.name, nested=True, tags=_run_tags(seed_run.tags)) as run:
+        _log_batch(run.info.run_id, [], seed_run.params)
         model_id = _log_model(seed_run.model, seed_run.input_example)
         now = int(time.time() * 1000)
         summary = [Metric(key, value, now, 0, model_id=model_id) for key, value in seed_run.summary.items()]
-        _log_batch(run.info.run_id, _thinned(seed_run.history, log_every, now) + summary, {}, {})
+        _log_batch(run.info.run_id, _thinned(seed_run.history, log_every, now) + summary, {})
         _log_inputs(seed_run.inputs)
         with tempfile.TemporaryDirectory() as folder:
             seed_run.history.to_parquet(Path(folder) / HISTORY_PATH, index=False)
@@ -150,10 +160,9 @@ def log_seed_run(seed_run: SeedRun, log_every: int) -> str:
 
 def log_trial(name: str, tags: dict[str, str], params: dict[str, str], metrics: dict[str, float]) -> str:
     """A child run of the active run that records a trial's settings and scores, no model."""
-    with mlflow.start_run(run_name=name, nested=True) as run:
+    with mlflow.start_run(run_name=name, nested=True, tags=_run_tags(tags)) as run:
         now = int(time.time() * 1000)
-        _log_batch(run.info.run_id, [Metric(key, value, now, 0) for key, value in metrics.items()], params,
-                   {TAG + key: value for key, value in tags.items()})
+        _log_batch(run.info.run_id, [Metric(key, value, now, 0) for key, value in metrics.items()], params)
     return run.info.run_id
 
 
@@ -185,7 +194,8 @@ def _log_inputs(inputs: dict[str, DataInput]) -> None:
         for given in inputs.values():
             datasets.append(mlflow.data.from_numpy(given.features, source=given.source, targets=given.targets,
                                                    name=given.name, digest=given.digest))
-    mlflow.log_inputs(datasets, contexts=list(inputs), tags_list=[{} for _ in inputs])
+    connection.retried(lambda: mlflow.log_inputs(datasets, contexts=list(inputs), tags_list=[{} for _ in inputs]),
+                       "logging the datasets")
 
 
 def auto_log_every(epochs: int) -> int:
@@ -202,17 +212,15 @@ def _thinned(history: pd.DataFrame, log_every: int, now: int) -> list[Metric]:
             for epoch, value in zip(epochs[keep], history[column].to_numpy()[keep])]
 
 
-def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str], tags: dict[str, str]) -> None:
-    """Everything in calls of at most MLflow's limits: 1,000 entities, 100 params, 100 tags each."""
-    client = MlflowClient()
+def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str]) -> None:
+    """Everything in calls of at most MLflow's limits: 1,000 entities, 100 params each."""
+    client = connection.client()
     params = [Param(key, value) for key, value in params.items()]
-    tags = [RunTag(key, value) for key, value in tags.items()]
-    while metrics or params or tags:
+    while metrics or params:
         some_params, params = params[:_PER_CALL["params"]], params[_PER_CALL["params"]:]
-        some_tags, tags = tags[:_PER_CALL["tags"]], tags[_PER_CALL["tags"]:]
-        room = _PER_CALL["entities"] - len(some_params) - len(some_tags)
+        room = _PER_CALL["entities"] - len(some_params)
         some_metrics, metrics = metrics[:room], metrics[room:]
-        client.log_batch(run_id, metrics=some_metrics, params=some_params, tags=some_tags)
+        client.log_batch(run_id, metrics=some_metrics, params=some_params)
 
 
 @functools.cache
@@ -255,7 +263,7 @@ def input_columns(n_features: int) -> list[str]:
 
 def load_history(run_id: str) -> pd.DataFrame:
     """A per-seed run's full per-epoch history."""
-    return pd.read_parquet(MlflowClient().download_artifacts(run_id, HISTORY_PATH))
+    return pd.read_parquet(connection.client().download_artifacts(run_id, HISTORY_PATH))
 
 
 def load_model(model: str) -> torch.nn.Module:
@@ -274,14 +282,14 @@ def _checkpoint(run_id: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     loads the same teachers, and a finished run's artifacts do not change. Callers copy the tensors into a
     network of their own (load_state_dict), so the cached ones stay as they were read."""
     run = get_run(run_id)
-    path = MlflowClient().download_artifacts(run_id, STATE_DICT_PATH)
+    path = connection.client().download_artifacts(run_id, STATE_DICT_PATH)
     return run.data.params, torch.load(path, weights_only=True)
 
 
 def run_of_model(model: str) -> str:
     """The run id behind a model reference: a run id, `runs:/ID/...`, `models:/NAME@ALIAS`,
     `models:/NAME/VERSION` or a logged model `models:/m-...`."""
-    client = MlflowClient()
+    client = connection.client()
     try:
         if model.startswith("runs:/"):
             return model.removeprefix("runs:/").split("/")[0]
@@ -299,21 +307,21 @@ def run_of_model(model: str) -> str:
 
 def get_run(run_id: str) -> Run:
     try:
-        return MlflowClient().get_run(run_id)
+        return connection.client().get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
         raise InputError(f"run {run_id}: not found in the tracking store ({mlflow.get_tracking_uri()})") from error
 
 
 def child_runs(parent_id: str) -> list[Run]:
     parent = get_run(parent_id)
-    return MlflowClient().search_runs(
+    return connection.client().search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=5000
     )
 
 
 def find_finished(config_hash: str, method: str | None = None) -> Run | None:
     """The newest FINISHED run of any experiment with this configuration hash (and `method` tag), if any."""
-    client = MlflowClient()
+    client = connection.client()
     experiment_ids = _all_experiment_ids(client)
     method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
     runs = client.search_runs(
@@ -328,7 +336,7 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its data
     file, its architecture (images; none for an MLP), its summary metrics and start time, one row per run."""
-    client = MlflowClient()
+    client = connection.client()
     if experiment:
         found = client.get_experiment_by_name(experiment)
         if found is None:
@@ -355,7 +363,7 @@ def study_order(experiment: str | None) -> list[str]:
     """The datasets and methods of the newest finished study (in `experiment`, or in any), in the order its
     config names them; empty when there is none. Cells run side by side start in no fixed order, so this
     is the order tables and figures keep."""
-    client = MlflowClient()
+    client = connection.client()
     found = client.get_experiment_by_name(experiment) if experiment else None
     experiment_ids = [found.experiment_id] if found else [] if experiment else _all_experiment_ids(client)
     runs = mlflow.search_runs(experiment_ids, filter_string=f"attributes.status = 'FINISHED' and tags.{TAG}task = 'study'",

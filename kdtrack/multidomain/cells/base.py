@@ -78,7 +78,8 @@ class MLPCell(Cell):
         accuracies, curves = [], {}
         for index, member in enumerate(trained.members):
             seed_run = _seed_run(self, trained.model, trained.result, index, member)
-            tracking.log_seed_run(seed_run, self.metric_every)
+            if not self.logged_elsewhere(**member.key):
+                tracking.log_seed_run(seed_run, self.metric_every)
             accuracies.append(seed_run.summary["model_val_acc"])
             group = f"domain {member.key['domain']}" if "domain" in member.key else self.label
             curves.setdefault(group, []).append(seed_run.history)

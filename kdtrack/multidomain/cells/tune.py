@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +52,8 @@ class TuneGrid:
                 object.__setattr__(self, f"{name}s", DEFAULT_GRIDS[self.method][name])
         if self.alphas is not None and (not self.alphas or not all(0 <= a <= 1 for a in self.alphas)):
             raise InputError(f"alphas must be values in [0, 1], got {self.alphas}")
-        if self.temperatures is not None and (not self.temperatures or not all(t > 0 for t in self.temperatures)):
-            raise InputError(f"temperatures must be positive, got {self.temperatures}")
+        if self.temperatures is not None and (not self.temperatures or not all(0 < t < math.inf for t in self.temperatures)):
+            raise InputError(f"temperatures must be positive finite numbers, got {self.temperatures}")
         if self.method == "anneal-jafari" and not all(t == int(t) and t >= 1 for t in self.temperatures):
             raise InputError(f"temperatures (tau_max) must be whole numbers >= 1 for anneal-jafari, got {self.temperatures}")
 

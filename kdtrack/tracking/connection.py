@@ -1,0 +1,175 @@
+"""Reaching the tracking store, and surviving what happens to it and to the processes writing it.
+
+- Opening: a fresh SQLite store is created by the first process that opens it, and two processes creating
+  one at once collide (MLflow 3.17 runs its schema migrations without a lock), so they open it one at a
+  time. Writing: a write that collides with another process's is retried, each retry said on stderr.
+- Which process writes a run: every run carries `kdtrack.host` and `kdtrack.pid`, so that a command that
+  writes can end as KILLED the runs that a process of this host, now gone (kill -9, a crash), left RUNNING,
+  and leave alone the runs of live processes and of other hosts.
+- Failures of the store itself (unreachable, or refusing kdtrack's credentials) become one StoreError line.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import os
+import socket
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+import mlflow
+import requests
+from filelock import FileLock
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ..errors import StoreError
+
+TAG = "kdtrack."
+T = TypeVar("T")
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that say which process writes a run."""
+    return {TAG + "host": this_host(), TAG + "pid": str(os.getpid())}
+
+
+@functools.cache
+def this_host() -> str:
+    """This host as far as process ids go: its name, and its pid namespace where Linux names one
+    (containers that share a host's name, as under docker --network host, do not see each other's
+    processes, so neither may end the other's runs)."""
+    try:
+        return f"{socket.gethostname()} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return socket.gethostname()
+
+
+def client() -> MlflowClient:
+    """A client of the current store, opened first if this process has not yet opened it."""
+    open_store()
+    return MlflowClient()
+
+
+def open_store() -> None:
+    """Reach the current store once per process: create a fresh SQLite store's tables (one process at a
+    time), and check that a server answers and accepts kdtrack's credentials."""
+    _open(mlflow.get_tracking_uri())
+
+
+@functools.cache
+def _open(uri: str) -> None:
+    with FileLock(_creation_lock(uri)) if uri.startswith("sqlite:") else nullcontext():
+        MlflowClient(uri).search_experiments(max_results=1)
+
+
+def _creation_lock(uri: str) -> Path:
+    """The lock file under which processes of this host open a SQLite store (MLflow 3.17 creates a fresh
+    one's tables without a lock: two processes creating one at once interleave its migrations and can leave
+    it broken for good, "table ... already exists" at every later open)."""
+    path = Path(uri.removeprefix("sqlite:///")).resolve()
+    return Path(tempfile.gettempdir()) / f"kdtrack-store-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.lock"
+
+
+WRITE_ATTEMPTS = 5
+LOST_RACE = ("UNIQUE constraint failed", "duplicate key value violates unique constraint", "database is locked")
+"""What a write that collided with another process's says (SQLite's and PostgreSQL's words, directly or
+through a server)."""
+
+
+def retried(write: Callable[[], T], what: str) -> T:
+    """`write`, retried while it collides with another process's: MLflow checks for a row and then inserts
+    it, so two processes logging one dataset at once (the same study twice, or two cells of one study on
+    one data file) can both insert it, and the second fails on its unique key; it rolls back whole, and
+    retried it finds the row. Each retry is said on stderr."""
+    for attempt in itertools.count(1):
+        try:
+            return write()
+        except MlflowException as error:
+            if attempt == WRITE_ATTEMPTS or not any(phrase in str(error) for phrase in LOST_RACE):
+                raise
+            print(f"kdtrack: {what} collided with another process's write ({_first_line(error)}); "
+                  f"retry {attempt} of {WRITE_ATTEMPTS - 1}", file=sys.stderr, flush=True)
+            time.sleep(0.2 * attempt)
+
+
+def end_dead_runs() -> int:
+    """End as KILLED the runs of every experiment that processes of this host left RUNNING
+    and that no longer run; how many. Runs of live processes, of other hosts, or without the tags (older
+    than them) are left alone."""
+    store = client()
+    host = this_host()
+    experiments = [experiment.experiment_id for experiment in store.search_experiments()]
+    running = store.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
+                                max_results=50000)
+    dead = [run for run in running if not _alive(run.data.tags.get(TAG + "pid", ""))]
+    for run in dead:
+        store.set_terminated(run.info.run_id, "KILLED")
+    if dead:
+        print(f"kdtrack: ended {len(dead)} run(s) as KILLED that processes of this host, now gone, had left RUNNING",
+              file=sys.stderr, flush=True)
+    return len(dead)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process `pid` of this host still runs. A zombie (killed, not yet waited for) does not."""
+    if not pid.isdigit():
+        return False
+    if Path("/proc/self/stat").exists():
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn MLflow's errors that say the store cannot be used into one StoreError line; any other error
+    propagates as it is."""
+    try:
+        yield
+    except (MlflowException, requests.RequestException) as error:
+        problem = _store_problem(error)
+        if problem is None:
+            raise
+        raise StoreError(f"tracking store {mlflow.get_tracking_uri()}: {problem}") from None
+
+
+UNREACHABLE = ("Connection refused", "Connection aborted", "RemoteDisconnected", "Read timed out",
+               "Failed to establish a new connection", "Max retries exceeded", "unable to open database file")
+"""Phrases of the errors of a store that cannot be reached, the most telling first."""
+
+
+def _store_problem(error: BaseException) -> str | None:
+    """What an error says about the store, in a sentence; None when it is not about the store. An error
+    from a worker process arrives without its cause, so this reads its text."""
+    text, user = str(error), os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if "error code 401" in text:
+        if user:
+            return f"it refused the credentials of user {user!r} (HTTP 401): check MLFLOW_TRACKING_PASSWORD"
+        return "it asks who you are (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    if "error code 403" in text:
+        return f"user {user!r} may not do this there (HTTP 403): ask the server's admin for the permission"
+    cause = next((phrase for phrase in UNREACHABLE if phrase in text), None)
+    if isinstance(error, requests.ConnectionError) or cause:
+        return (f"unreachable ({cause or type(error).__name__}, after MLflow's retries); run the same command "
+                "again once it is back: a study resumes, and the runs this one had open are then ended KILLED")
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,319 @@
+"""Every option of every command, and so every MLproject parameter, with generated bad values: one line
+`kdtrack: error: ...` naming the option (or the file, run or method it names) and the problem, exit code 2,
+and no run opened. Values come from hypothesis, by what each option takes; nothing trains (every case is
+refused while its options are checked). The study config's keys and per-dataset mappings likewise."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import string
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from kdtrack.cli import build_parser, main
+from kdtrack.distillers import DISTILL_METHODS
+from kdtrack.multidomain import make_multidomain, save_multidomain
+from kdtrack.multidomain.cells.tune import DEFAULT_GRIDS
+from kdtrack.multidomain.options import DistillOptions, TrainOptions
+from servers import all_runs
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = settings(max_examples=10, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+RUN_ID = "0123456789abcdef0123456789abcdef"  # no run of the store has it
+
+
+def parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+WORDS = st.text(alphabet=string.ascii_letters + "_!?", min_size=1, max_size=8)
+NOT_A_NUMBER = WORDS.filter(lambda text: not parses_as_float(text))
+
+
+EDGES = ("nan", "inf", "-inf", "0", "-0.0", "1", "-1e-300", "1e308")
+
+
+EXAMPLES: dict[int, list[str]] = {}
+"""Values every case of a strategy (by id) tries besides the generated ones: its edges (NaN, the
+infinities, 0, 1, the extremes), which a few generated examples may miss."""
+
+
+def numbers_outside(valid) -> st.SearchStrategy[str]:
+    """Numbers for which `valid` is false, and text that is no number."""
+    strategy = st.one_of(st.floats().filter(lambda x: not valid(x)).map(str), NOT_A_NUMBER)
+    EXAMPLES[id(strategy)] = [edge for edge in EDGES if not valid(float(edge))]
+    return strategy
+
+
+def integers_outside(valid) -> st.SearchStrategy[str]:
+    """Whole numbers for which `valid` is false, fractions, and text that is no number."""
+    return st.one_of(st.integers(-2**70, 2**70).filter(lambda n: not valid(n)).map(str),
+                     st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: x != int(x)).map(str),
+                     NOT_A_NUMBER)
+
+
+def not_one_of(choices) -> st.SearchStrategy[str]:
+    return WORDS.filter(lambda word: word not in choices)
+
+
+def lists_with(bad: st.SearchStrategy[str], good: str) -> st.SearchStrategy[str]:
+    """Comma-separated values of which one is bad."""
+    strategy = st.builds(lambda before, item, after: ",".join([good] * before + [item] + [good] * after),
+                         st.integers(0, 2), bad, st.integers(0, 2))
+    EXAMPLES[id(strategy)] = [f"{good},{edge}" for edge in EXAMPLES.get(id(bad), [])]
+    return strategy
+
+
+def either(*strategies: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    strategy = st.one_of(*strategies)
+    EXAMPLES[id(strategy)] = [edge for each in strategies for edge in EXAMPLES.get(id(each), [])]
+    return strategy
+
+
+WHOLE = integers_outside(lambda n: n >= 1)
+BOOLEAN = not_one_of({"true", "false", "1", "0", "yes", "no", "True", "False", "Yes", "No", "TRUE", "FALSE"})
+SEEDS = st.one_of(st.sampled_from(["", ",", " "]), st.integers(0, 99).map(lambda seed: f"{seed},{seed}"),
+                  lists_with(integers_outside(lambda n: 0 <= n < 2**32), "0"))
+CHOICES = None  # the option's own choices: any word that is none of them
+IMAGE_LR = lists_with(numbers_outside(lambda x: 0 < x < math.inf), "0.01")  # "" is the recipe's rate
+HEX = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+
+# option -> (bad values, what the error line names: False the option, True the value given, or a function
+# of the value)
+BAD = {
+    "--epochs": (WHOLE, False), "--batch-size": (WHOLE, False),
+    "--milestones": (lists_with(integers_outside(lambda n: False), "1"), False),  # none fits 1 epoch
+    "--workers": (WHOLE.filter(lambda text: text.strip() != "0"), False),
+    "--seeds": (SEEDS, False), "--seed": (integers_outside(lambda n: n >= 0), False),
+    "--selection-seed": (integers_outside(lambda n: 0 <= n < 2**32), False),
+    "--log-every": (integers_outside(lambda n: n >= 0), False), "--factor": (integers_outside(lambda n: n >= 1), False),
+    "--lr": (numbers_outside(lambda x: 0 < x < math.inf), False),
+    "--temperature": (numbers_outside(lambda x: 0 < x < math.inf), False),
+    "--alpha": (numbers_outside(lambda x: 0 <= x <= 1), False),
+    "--weight-decay": (numbers_outside(lambda x: 0 <= x < math.inf), False),
+    "--selection-fraction": (numbers_outside(lambda x: 0 < x < 1), False),
+    "--multi-weight": (numbers_outside(lambda x: 0 < x < 1), False),
+    "--separation": (numbers_outside(lambda x: 0 <= x < math.inf), False),
+    "--alphas": (lists_with(numbers_outside(lambda x: 0 <= x <= 1), "0.5"), False),  # "": the method's grid
+    "--temperatures": (lists_with(numbers_outside(lambda x: 0 < x < math.inf), "4"), False),
+    "--n-valid": (integers_outside(lambda n: n >= 3 and n % 3 == 0), False),
+    "--hidden": (either(st.just(""), lists_with(integers_outside(lambda n: n >= 1), "8")), False),
+    "--batch-norm": (BOOLEAN, False), "--amsgrad": (BOOLEAN, False), "--early-stopping": (BOOLEAN, False),
+    "--use-labels": (BOOLEAN, False), "--best": (BOOLEAN, False), "--teachers": (BOOLEAN, False),
+    "--data": (WORDS.map(lambda word: f"missing-{word}.pkl"), True),
+    "--config": (WORDS.map(lambda word: f"missing-{word}.yaml"), True),
+    "--tuned": (HEX, True), "--run-id": (HEX, True),
+    "--teacher": (HEX.map(lambda run: f"runs:/{run}/model"), lambda uri: uri.split("/")[1]),  # names the run
+    "--paired": (WORDS, True), "--method": (WORDS, True), "--dataset": (WORDS, True),
+}
+PER_COMMAND = {
+    ("distill", "--teachers"): (HEX, True), ("tune", "--teachers"): (HEX, True), ("distill", "--method"): CHOICES,
+    ("make-data", "--out"): (WORDS.map(lambda word: f"missing/{word}.pkl"), True),
+    ("compare", "--out"): (WORDS.map(lambda word: f"small.pkl/{word}"), True),  # under a file
+    **{(image, "--dataset"): CHOICES for image in ("train-teacher", "image-kd", "simkd")},
+    **{(image, "--lr"): (IMAGE_LR, False) for image in ("train-teacher", "image-kd", "simkd")},
+    **{(image, "--data"): (WORDS, False) for image in ("train-teacher", "image-kd", "simkd")},  # digits takes none
+}
+FREE = {  # options that any text is a good value of
+    "--experiment-name": "any name names an experiment (a deleted one is refused: test_errors)",
+    "--name": "MLflow's own rules for model names, which need a run to register (test_registry)",
+    "--alias": "MLflow's own rules for aliases, which need a run to register (test_registry)",
+}
+BASE = {  # what makes each command otherwise good, so that the bad option is what it refuses
+    "make-data": ["--separation=1", "--out=made.pkl"],
+    "study": ["--config=study.yaml", "--data=small.pkl", "--seeds=0", "--epochs=1", "--workers=1"],
+    "compare": [],
+    "register": ["--name=m", "--best", "--method=kd"],
+    "train-teacher": ["--seeds=0", "--epochs=1"],
+    "image-kd": ["--seeds=0", "--epochs=1", f"--teacher=runs:/{RUN_ID}/model"],
+    "simkd": ["--seeds=0", "--epochs=1", f"--teacher=runs:/{RUN_ID}/model"],
+}
+JOB = ["--data=small.pkl", "--seeds=0", "--epochs=1"]
+
+
+def commands() -> dict:
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+def options_of(command: str) -> list:
+    return [action for action in commands()[command]._actions if action.option_strings and action.dest != "help"]
+
+
+def bad_values(command: str, action) -> tuple[st.SearchStrategy[str], object] | None:
+    """An option's bad values, and what its error line names (as in BAD)."""
+    option = action.option_strings[0]
+    chosen = PER_COMMAND[(command, option)] if (command, option) in PER_COMMAND else BAD.get(option)
+    if chosen is CHOICES and action.choices:
+        return not_one_of(action.choices), False
+    return chosen
+
+
+CASES = [(command, action.option_strings[0]) for command in commands() for action in options_of(command)
+         if action.option_strings[0] not in FREE]
+
+
+def test_every_option_and_mlproject_parameter_has_bad_values():
+    """An option added without bad values to try fails here, and so does an MLproject parameter that is
+    no option's."""
+    for command in commands():
+        for action in options_of(command):
+            option = action.option_strings[0]
+            assert option in FREE or bad_values(command, action) is not None, f"{command} {option}"
+    entry_points = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
+    for name, spec in entry_points.items():
+        command = "study" if name == "main" else name.replace("_", "-")
+        for parameter in spec["parameters"]:
+            assert (command, "--" + parameter.replace("_", "-")) in CASES or "--" + parameter.replace("_", "-") in FREE
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """A small dataset, a small study config, and an empty store (so that a run opened would show)."""
+    folder = tmp_path_factory.mktemp("options")
+    save_multidomain(make_multidomain(1.0, 0, n_train=60, n_valid=30, name="small"), folder / "small.pkl")
+    (folder / "study.yaml").write_text(STUDY)
+    all_runs(f"sqlite:///{folder / 'mlflow.db'}")
+    return folder
+
+
+@pytest.fixture()
+def in_folder(folder, monkeypatch):
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(folder)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+    assert all_runs(uri) == [], "a bad value opened a run"
+
+
+def refused(argv: list[str], capsys) -> str:
+    """Run a command that must be refused: its one error line."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exited:  # argparse
+        code = exited.code
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert err.count("\n") == 1 and err.startswith("kdtrack: error: ") and "Traceback" not in err, (argv, err)
+    return err
+
+
+@pytest.mark.parametrize(("command", "option"), CASES)
+def test_a_bad_value_of_any_option_is_one_line_naming_it(in_folder, capsys, command, option):
+    action = next(action for action in options_of(command) if action.option_strings[0] == option)
+    values, names_value = bad_values(command, action)
+    base = ["--name=m"] if option == "--run-id" else BASE.get(command, JOB)
+
+    @SETTINGS
+    @given(values)
+    def check(value: str) -> None:
+        err = refused([command, *base, f"{option}={value}"], capsys)
+        named = names_value(value) if callable(names_value) else value if names_value else option.removeprefix("--")
+        assert named in err, (value, err)
+
+    for edge in EXAMPLES.get(id(values), []):
+        check = example(edge)(check)
+    check()
+
+
+STUDY = """
+epochs: 5
+train: {selection: holdout}
+teachers:
+  es: {early_stopping: true}
+tune: {kd: {alpha: [0.3, 0.7]}, epochs: 3}
+methods:
+  baseline: {task: baseline}
+  kd: {teachers: es, distill: {method: kd, alpha: 0.5, temperature: 9}}
+  kd-es: {teachers: es, train: {early_stopping: true}, distill: {alpha: tuned, temperature: {default: 9, small: 4}}}
+"""
+TRAIN_KEYS = {field.name for field in dataclasses.fields(TrainOptions)}
+SECTIONS = {  # where a key can go, and the keys it takes
+    (): {"epochs", "train", "teachers", "tune", "methods"}, ("train",): TRAIN_KEYS, ("teachers", "es"): TRAIN_KEYS,
+    ("tune",): {"epochs", *DEFAULT_GRIDS}, ("tune", "kd"): {"alpha", "temperature"},
+    ("methods", "kd"): {"task", "train", "teachers", "distill"},
+    ("methods", "kd", "distill"): {field.name for field in dataclasses.fields(DistillOptions)},
+    ("methods", "kd-es", "train"): TRAIN_KEYS,
+}
+
+
+def as_yaml(text: str):
+    """A generated bad value as a YAML file would hold it: a number where it reads as one."""
+    return float(text) if parses_as_float(text) else text
+
+
+BAD_CONFIG_VALUES = {  # (where, key): bad values
+    (("methods", "kd", "distill"), "alpha"): numbers_outside(lambda x: 0 <= x <= 1).map(as_yaml),
+    (("methods", "kd", "distill"), "temperature"): numbers_outside(lambda x: 0 < x < math.inf).map(as_yaml),
+    (("methods", "kd", "distill"), "method"): not_one_of(DISTILL_METHODS),
+    (("train",), "epochs"): integers_outside(lambda n: n >= 1).map(as_yaml),
+    (("train",), "lr"): numbers_outside(lambda x: 0 < x < math.inf).map(as_yaml),
+    (("train",), "selection_fraction"): numbers_outside(lambda x: 0 < x < 1).map(as_yaml),
+}
+PER_DATASET = {  # a value that may be a per-dataset mapping, and a good value for it
+    ("methods", "kd", "distill", "temperature"): 9, ("train", "lr"): 0.001, ("methods", "kd-es", "train", "epochs"): 5,
+    ("teachers", "es", "early_stopping"): True,
+}
+
+
+def nested(raw: dict, where: tuple[str, ...]) -> dict:
+    for key in where:
+        raw = raw.setdefault(key, {})
+    return raw
+
+
+def refused_study(folder: Path, raw: dict, capsys) -> str:
+    """`study` under the config `raw`, which it must refuse: its one error line, naming the file."""
+    path = folder / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    err = refused(["study", "--config", str(path), "--data", "small.pkl", "--seeds", "0"], capsys)
+    assert err.startswith(f"kdtrack: error: {path}: "), err
+    return err
+
+
+@SETTINGS
+@given(where=st.sampled_from(sorted(SECTIONS)), key=st.from_regex(r"\A[a-z][a-z_]{1,12}\Z"))
+def test_an_unknown_config_key_is_one_line_naming_it(in_folder, folder, capsys, where, key):
+    if key in SECTIONS[where]:
+        return
+    raw = yaml.safe_load(STUDY)
+    nested(raw, where)[key] = 1
+    err = refused_study(folder, raw, capsys)
+    assert f"unknown key {key!r}" in err and ".".join(where) in err
+
+
+@SETTINGS
+@given(typo=st.from_regex(r"\A[a-z_.0-9]{1,10}\Z").filter(lambda stem: stem not in ("small", "default")),
+       part=st.sampled_from(sorted(PER_DATASET)))
+def test_a_per_dataset_mapping_naming_no_dataset_of_the_study_is_one_line(in_folder, folder, capsys, typo, part):
+    """A misspelled file stem would otherwise fall back to `default` unseen."""
+    raw = yaml.safe_load(STUDY)
+    nested(raw, part[:-1])[part[-1]] = {"default": PER_DATASET[part], typo: PER_DATASET[part]}
+    err = refused_study(folder, raw, capsys)
+    assert f"{'.'.join(part)}: {typo!r} names no dataset of this study (small)" in err
+
+
+@pytest.mark.parametrize("place", sorted(BAD_CONFIG_VALUES))
+def test_a_bad_config_value_is_one_line_naming_it(in_folder, folder, capsys, place):
+    where, key = place
+
+    @SETTINGS
+    @given(BAD_CONFIG_VALUES[place])
+    def check(value) -> None:
+        raw = yaml.safe_load(STUDY)
+        nested(raw, where)[key] = value
+        assert key.replace("_", "-") in refused_study(folder, raw, capsys)
+
+    check()

@@ -1,0 +1,134 @@
+"""The failures a study survives on the default SQLite store: a study killed with SIGKILL and run again
+completes with every model once and no run left RUNNING; a command ends as KILLED only the runs of dead
+processes of its own host; two studies writing one fresh store at once both finish; two processes running
+the same study at once leave compare's counts whole."""
+import subprocess
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kdtrack.multidomain import make_multidomain, save_multidomain
+from kdtrack.tracking.connection import end_dead_runs, this_host
+from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study
+
+CONFIG = """
+epochs: {epochs}
+methods:
+  baseline: {{task: baseline}}
+  kd: {{distill: {{alpha: 0.5, temperature: 4}}}}
+"""
+METHODS = ("baseline", "kd")
+DEADLINE = 300  # seconds: a limit on waiting for an event, never a measured time
+
+
+@pytest.fixture()
+def folder(tmp_path) -> Path:
+    for seed, name in ((2, "tiny"), (3, "other")):
+        save_multidomain(make_multidomain(0.75, seed, n_train=240, n_valid=60, name=name), tmp_path / f"{name}.pkl")
+    return tmp_path
+
+
+def config(folder: Path, epochs: int) -> Path:
+    path = folder / f"study{epochs}.yaml"
+    path.write_text(CONFIG.format(epochs=epochs))
+    return path
+
+
+def store(folder: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+
+
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition, what: str, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert process is None or process.poll() is None, f"the study ended before {what}"
+        assert time.monotonic() < deadline, f"waited in vain for {what}"
+        time.sleep(0.2)
+
+
+def seed_runs(uri: str, status: str = "FINISHED") -> list:
+    return [run for run in all_runs(uri) if "kdtrack.seed" in run.data.tags and run.info.status == status]
+
+
+def test_a_study_killed_with_sigkill_completes_when_run_again(folder):
+    """kill -9 while cells train in two worker processes: the workers die with the study, and the same
+    command again ends what they left RUNNING as KILLED, trains what is missing, and logs no model twice."""
+    env, uri = store(folder), store(folder)["MLFLOW_TRACKING_URI"]
+    study_config = config(folder, 8000)
+    all_runs(uri)  # the store exists before the study starts, so that watching it races nothing
+    study = start_study(study_config, str(folder / "tiny.pkl"), env, folder, "--workers", "2")
+    try:
+        wait_until(lambda: seed_runs(uri), "a finished model", study)
+        study.kill()
+        study.wait(timeout=60)
+    finally:
+        study.kill()
+    left = [run for run in all_runs(uri) if run.info.status == "RUNNING"]
+    pids = {int(run.data.tags["kdtrack.pid"]) for run in left}
+    assert len(left) >= 2 and study.pid in pids, "the study's run and a cell's, at least"
+    assert {run.data.tags["kdtrack.host"] for run in left} == {this_host()}
+    wait_until(lambda: all(gone(pid) for pid in pids), "the workers to die with the study")
+
+    code, err = finish(start_study(study_config, str(folder / "tiny.pkl"), env, folder, "--workers", "2"))
+    assert code == 0, err
+    assert f"kdtrack: ended {len(left)} run(s) as KILLED" in err
+    runs = {run.info.run_id: run for run in all_runs(uri)}
+    assert {runs[run.info.run_id].info.status for run in left} == {"KILLED"}
+    assert [run for run in runs.values() if run.info.status == "RUNNING"] == []
+    assert duplicated_configurations(list(runs.values())) == {}
+    assert compare_counts(env, folder) == {("tiny", method): 2 for method in METHODS}
+
+
+def test_a_command_ends_only_the_runs_of_dead_processes_of_its_host(tracking_uri):
+    """What every command that writes does first (the killed study above shows a study doing it)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    alive = subprocess.Popen(["sleep", "600"])
+    host = this_host()
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        client = MlflowClient(tracking_uri)
+        made = {name: client.create_run("0", tags=tags, run_name=name).info.run_id for name, tags in {
+            "dead, this host": {"kdtrack.host": host, "kdtrack.pid": str(ended.pid)},
+            "alive, this host": {"kdtrack.host": host, "kdtrack.pid": str(alive.pid)},
+            "dead, another host": {"kdtrack.host": host + "-elsewhere", "kdtrack.pid": str(ended.pid)},
+            "untagged": {},
+        }.items()}
+        assert end_dead_runs() == 1
+        statuses = {name: client.get_run(run_id).info.status for name, run_id in made.items()}
+    finally:
+        mlflow.set_tracking_uri(None)
+        alive.kill()
+        alive.wait()
+    assert statuses == {"dead, this host": "KILLED", "alive, this host": "RUNNING", "dead, another host": "RUNNING",
+                        "untagged": "RUNNING"}
+
+
+def test_three_studies_on_one_fresh_store_at_once_all_finish(folder):
+    """Two studies on different files and the first one again, started together on a store that does not
+    exist yet: the processes create its tables together (a collision retried, said on stderr), then write
+    side by side. Every run FINISHED and nothing lost. The study run twice may train a model twice
+    (duplicated work is allowed) but compare counts each model once."""
+    env, uri = store(folder), store(folder)["MLFLOW_TRACKING_URI"]
+    study_config = config(folder, 300)
+    studies = [start_study(study_config, str(folder / f"{name}.pkl"), env, folder, "--workers", "1")
+               for name in ("tiny", "other", "tiny")]
+    results = [finish(study) for study in studies]
+    assert [code for code, _ in results] == [0, 0, 0], [err[-6000:] for _, err in results]
+    assert all("Traceback" not in err for _, err in results)
+    runs = all_runs(uri)
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    on_tiny = {run.data.tags.get("kdtrack.config_hash") for run in runs if run.data.tags.get("kdtrack.dataset") == "tiny"}
+    assert {digest for _, _, digest in duplicated_configurations(runs)} <= on_tiny, "only the study run twice"
+    assert compare_counts(env, folder) == {(name, method): 2 for name in ("tiny", "other") for method in METHODS}

@@ -124,20 +124,12 @@ class Cell(ABC):
         """The cells that must have finished before this one runs."""
         return ()
 
-    def finished_run(self, **key: int) -> str | None:
-        """The newest FINISHED run of one model of this configuration in the store, if any."""
-        run = tracking.find_finished(self.model_hash(**key), method=None if self.shared else self.label)
-        return None if run is None else run.info.run_id
-
     def finished_runs(self) -> dict[str, str]:
-        """The newest FINISHED run of each model of this configuration in the store, by model hash."""
-        found = {}
-        for seed in self.seeds:
-            for key in self.model_keys(seed):
-                run_id = self.finished_run(**key)
-                if run_id is not None:
-                    found[self.model_hash(**key)] = run_id
-        return found
+        """The newest FINISHED run of each model of this configuration in the store, by model hash (one
+        look-up for the whole cell)."""
+        wanted = {self.model_hash(**key) for seed in self.seeds for key in self.model_keys(seed)}
+        found = tracking.finished_models(self.hash, method=None if self.shared else self.label)
+        return {digest: run_id for digest, run_id in found.items() if digest in wanted}
 
     def pending(self) -> Cell | None:
         """This cell less the seeds whose every model has FINISHED before, to resume; None when nothing is
@@ -149,11 +141,11 @@ class Cell(ABC):
             return None
         return dataclasses.replace(self, seeds=seeds, resume=True)
 
-    def logged_elsewhere(self, **key: int) -> bool:
-        """Whether a resuming cell finds this model FINISHED already, so that it logs no second run of it:
-        a teacher of a seed that a killed study had half logged, or one that a process running the same
-        study beside this one logged while this one trained."""
-        return self.resume and self.finished_run(**key) is not None
+    def logged_elsewhere(self) -> set[str]:
+        """The model hashes that a resuming cell finds FINISHED already, so that it logs no second run of
+        them: a teacher of a seed that a killed study had half logged, or one that a process running the
+        same study beside this one logged while this one trained."""
+        return set(self.finished_runs()) if self.resume else set()
 
     def with_seeds(self, seeds: tuple[int, ...]) -> Cell:
         return dataclasses.replace(self, seeds=seeds)

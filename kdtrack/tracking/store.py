@@ -333,6 +333,23 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
     return runs[0] if runs else None
 
 
+def finished_models(cell_hash: str, method: str | None = None) -> dict[str, str]:
+    """The FINISHED model runs of a cell's configuration in any experiment (and of `method`): the newest
+    run id of each model's configuration hash."""
+    client = connection.client()
+    method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
+    runs = client.search_runs(
+        _all_experiment_ids(client),
+        filter_string=f"tags.`{TAG}cell_hash` = '{cell_hash}' and attributes.status = 'FINISHED'{method_filter}",
+        order_by=["attributes.start_time DESC"],
+        max_results=50000,
+    )
+    found: dict[str, str] = {}
+    for run in runs:
+        found.setdefault(tag(run, "config_hash"), run.info.run_id)
+    return found
+
+
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its data
     file, its architecture (images; none for an MLP), its summary metrics and start time, one row per run."""

@@ -75,10 +75,10 @@ class MLPCell(Cell):
 
     def log(self, trained: Trained) -> None:
         """A child run per model, the parent's mean and std of their accuracies, and the cell's curves."""
-        accuracies, curves = [], {}
+        accuracies, curves, elsewhere = [], {}, self.logged_elsewhere()
         for index, member in enumerate(trained.members):
             seed_run = _seed_run(self, trained.model, trained.result, index, member)
-            if not self.logged_elsewhere(**member.key):
+            if self.model_hash(**member.key) not in elsewhere:
                 tracking.log_seed_run(seed_run, self.metric_every)
             accuracies.append(seed_run.summary["model_val_acc"])
             group = f"domain {member.key['domain']}" if "domain" in member.key else self.label

@@ -231,7 +231,8 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
     train.add_argument("--batch-size", type=_whole_number, default=None, help="over all processes (default 64)")
     train.add_argument("--weight-decay", type=float, default=None, help="default 5e-4")
     train.add_argument("--select-on", choices=SELECT_ON, default=None,
-                       help="what selects the checkpoint on the holdout (default accuracy, ties by cross-entropy)")
+                       help="what selects the checkpoint on the holdout (default accuracy, ties by cross-entropy; "
+                       "accuracy-1se: the latest epoch within one standard error of the best)")
     train.add_argument("--selection-fraction", type=float, default=None, help="share of train held out (default 0.1)")
     train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
 
@@ -271,8 +272,8 @@ def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> 
                        "(default true)")
     train.add_argument("--select-on", choices=SELECT_ON, default=select_on,
                        help="what selects the checkpoint on the selection split: the training objective, the "
-                       "cross-entropy against the labels, or the accuracy, ties by cross-entropy (default "
-                       f"{select_on})")
+                       "cross-entropy against the labels, the accuracy (ties by cross-entropy), or accuracy-1se, "
+                       f"the latest epoch within one standard error of the best accuracy (default {select_on})")
     train.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
                        help="the split that selects checkpoints: holdout, carved from train and stratified by "
                        "domain and class, or validation, as the report did (default holdout)")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from kdtrack.distillers import make_distiller
 from kdtrack.engine import Batch, OptimConfig, native, train
+from kdtrack.engine.trainer import Selector
 from kdtrack.models.mlp import MLP, MLPConfig, StackedMLP, init_mlps
 
 SEEDS = [0, 10, 1234]
@@ -224,13 +225,24 @@ def test_checkpoints_are_selected_on_the_chosen_criterion(data, select_on):
         assert (logits.argmax(1) == y[:60]).float().mean().item() == pytest.approx(acc[expected])
 
 
+def test_accuracy_within_one_standard_error_keeps_the_latest_epoch_near_the_best():
+    """By hand, 100 holdout samples: the best accuracy is 0.80 (standard error 0.04), so 0.77 and 0.765 are
+    within it and 0.75 is not; the later of the near ones wins, a fall of more than 0.04 never does."""
+    selector = Selector(2, "accuracy-1se", torch.tensor([100.0, 100.0]))
+    kept = [int(selector.offer(torch.zeros(2), 1 - torch.tensor(acc), epoch).sum())
+            for epoch, acc in enumerate([[0.70, 0.70], [0.80, 0.80], [0.77, 0.75], [0.765, 0.60]])]
+    assert kept == [2, 2, 1, 1]
+    assert selector.best_at.tolist() == [4, 2]
+
+
 def test_each_selection_criterion_picks_its_own_epoch_from_one_training(data):
-    """Students of teachers that disagree with the labels: the holdout's distillation loss, its cross-entropy
-    and its accuracy prefer different epochs of the very same training, and each picks its own best."""
+    """Students of teachers that disagree with the labels: the holdout's distillation loss, its cross-entropy,
+    its accuracy and its accuracy within one standard error prefer different epochs of the very same
+    training, and each picks its own best."""
     x, y, xv, yv, teacher, teacher_valid = data
     selection = Batch(x[:60][None], y[:60][None], teacher=teacher[:, :60])
     results = {}
-    for criterion in ("objective", "ce", "accuracy"):
+    for criterion in ("objective", "ce", "accuracy", "accuracy-1se"):
         stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
         results[criterion] = train(stack, make_distiller("kd", EPOCHS, alpha=0.9, temperature=2.0),
                                    [Batch(x[None], y[None], teacher=teacher)], Batch(xv[None], yv[None], teacher=teacher_valid),
@@ -241,8 +253,13 @@ def test_each_selection_criterion_picks_its_own_epoch_from_one_training(data):
             loss, acc = result.history["selection_loss"][:, index], result.history["selection_acc"][:, index]
             if criterion == "accuracy":  # the best accuracy, ties by the lower cross-entropy
                 best = max(range(EPOCHS), key=lambda e: (acc[e], -loss[e]))
+            elif criterion == "accuracy-1se":  # the last epoch within sqrt(a (1 - a) / 60) of the best a
+                top = acc.max()
+                best = max(e for e in range(EPOCHS) if acc[e] >= top - np.sqrt(top * (1 - top) / 60))
             else:
                 best = int(np.argmin(loss))
             assert result.best_epoch[index] == best + 1
     assert (results["objective"].best_epoch != results["ce"].best_epoch).any()
     assert (results["accuracy"].best_epoch != results["ce"].best_epoch).any()
+    assert (results["accuracy-1se"].best_epoch > results["accuracy"].best_epoch).any()
+    assert (results["accuracy-1se"].best_epoch >= results["accuracy"].best_epoch).all()

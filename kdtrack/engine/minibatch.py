@@ -92,7 +92,7 @@ class MinibatchStep:
         trained = [p for p in self.trainee.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(trained, optim)
         self.scheduler = make_scheduler(self.optimizer, optim, epochs * steps, steps_per_epoch=steps)
-        self.selector = Selector(1, select_on)
+        self.selector = Selector(1, select_on, len((valid if selection is None else selection).y))
         self.best = self._state()
 
     def run(self, first: int, last: int) -> np.ndarray:

@@ -28,6 +28,8 @@ from ..models.mlp import MLPConfig, StackedMLP
 SOURCE = Path(__file__).with_name("native_mlp.c")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 HISTORY = ("train_loss", "train_acc", "val_loss", "val_acc", "selection_loss", "selection_acc")
+SELECT_LOSS, SELECT_ACCURACY, SELECT_ACCURACY_1SE = range(3)
+"""The kernel's selection criteria, numbered as native_mlp.c numbers them."""
 
 
 class Split(ctypes.Structure):
@@ -42,13 +44,13 @@ class Job(ctypes.Structure):
                 ("n_fit", ctypes.c_int), ("fit", ctypes.POINTER(Split)), ("valid", ctypes.POINTER(Split)),
                 ("selection", ctypes.POINTER(Split)), ("selection_is_valid", ctypes.c_int),
                 ("mix", ctypes.c_void_p), ("select_mix", ctypes.c_void_p), ("selectable", ctypes.c_void_p),
-                ("on_accuracy", ctypes.c_int), ("lr", ctypes.c_void_p), ("beta1", ctypes.c_void_p),
+                ("criterion", ctypes.c_int), ("lr", ctypes.c_void_p), ("beta1", ctypes.c_void_p),
                 ("beta2", ctypes.c_double), ("eps", ctypes.c_double), ("weight_decay", ctypes.c_double),
                 ("decoupled", ctypes.c_int), ("amsgrad", ctypes.c_int),
                 ("params", ctypes.c_void_p), ("moment1", ctypes.c_void_p), ("moment2", ctypes.c_void_p),
                 ("moment2_max", ctypes.c_void_p), ("running", ctypes.c_void_p), ("best", ctypes.c_void_p),
                 ("best_running", ctypes.c_void_p), ("best_loss", ctypes.c_void_p), ("best_error", ctypes.c_void_p),
-                ("best_epoch", ctypes.c_void_p), ("history", ctypes.c_void_p)]
+                ("least_error", ctypes.c_void_p), ("best_epoch", ctypes.c_void_p), ("history", ctypes.c_void_p)]
 
 
 def why_not(model: StackedMLP, device: torch.device) -> str | None:
@@ -155,7 +157,7 @@ class NativeStack:
             raise ValueError(f"the kernel expects {self.lib.parameter_count()} parameters, the stack has {self.params.shape[1]}")
         self.moments = [torch.zeros_like(self.params) for _ in range(3)]
         self.best, self.best_running = self.params.clone(), self.running.clone()
-        self.best_loss, self.best_error = torch.full((m,), float("inf")), torch.full((m,), float("inf"))
+        self.best_loss, self.best_error, self.least_error = (torch.full((m,), float("inf")) for _ in range(3))
         self.best_epoch = torch.zeros(m, dtype=torch.int64)
         self.fit = [PaddedSplit(b.x, b.y, b.mask, b.teacher, m, block) for b in batches]
         self.valid = PaddedSplit(valid.x, valid.y, valid.mask, valid.teacher, m, block)
@@ -164,7 +166,7 @@ class NativeStack:
         self.fit_structs = (Split * len(self.fit))(*(split.struct for split in self.fit))
         self.optim, self.beta2, self.eps = optim, beta2, eps
 
-    def run(self, first: int, mix: np.ndarray, select_mix: np.ndarray, selectable: np.ndarray, on_accuracy: bool,
+    def run(self, first: int, mix: np.ndarray, select_mix: np.ndarray, selectable: np.ndarray, criterion: int,
             lr: np.ndarray, beta1: np.ndarray) -> np.ndarray:
         """Train epochs first .. first + E - 1 (0-based); mix and select_mix (E, M, 5), selectable (E,), lr and
         beta1 (E * batches). The history rows (E, 6, M), as HISTORY names them."""
@@ -173,15 +175,16 @@ class NativeStack:
         arrays = [np.ascontiguousarray(mix, np.float32), np.ascontiguousarray(select_mix, np.float32),
                   np.ascontiguousarray(selectable, np.int32), np.ascontiguousarray(lr, np.float64),
                   np.ascontiguousarray(beta1, np.float64)]
-        same = self.selection is self.valid and np.array_equal(arrays[0], arrays[1]) and not on_accuracy
+        same = self.selection is self.valid and np.array_equal(arrays[0], arrays[1]) and criterion == SELECT_LOSS
         first_moment, second_moment, second_max = self.moments
         job = Job(m, epochs, first, len(self.fit), self.fit_structs, ctypes.pointer(self.valid.struct),
                   ctypes.pointer(self.selection.struct), int(same), *(a.ctypes.data for a in arrays[:3]),
-                  int(on_accuracy), arrays[3].ctypes.data, arrays[4].ctypes.data, self.beta2, self.eps,
+                  criterion, arrays[3].ctypes.data, arrays[4].ctypes.data, self.beta2, self.eps,
                   self.optim.weight_decay, int(self.optim.optimizer == "adamw"), int(self.optim.amsgrad),
                   self.params.data_ptr(), first_moment.data_ptr(), second_moment.data_ptr(), second_max.data_ptr(),
                   self.running.data_ptr(), self.best.data_ptr(), self.best_running.data_ptr(),
-                  self.best_loss.data_ptr(), self.best_error.data_ptr(), self.best_epoch.data_ptr(),
+                  self.best_loss.data_ptr(), self.best_error.data_ptr(), self.least_error.data_ptr(),
+                  self.best_epoch.data_ptr(),
                   history.ctypes.data)
         code = self.lib.train_epochs(ctypes.byref(job))
         if code:

@@ -45,6 +45,7 @@
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
 #define HISTORY_ROWS 6 /* train_loss, train_acc, val_loss, val_acc, selection_loss, selection_acc */
+enum { SELECT_LOSS, SELECT_ACCURACY, SELECT_ACCURACY_1SE }; /* trainer.SELECT_ON's criteria, by number */
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -66,12 +67,15 @@ typedef struct {
     int selection_is_valid; /* no holdout, and the selection loss is the validation loss */
     const float *mix, *select_mix; /* (E, M) Mix: the training (and validation) loss, the selection loss */
     const int32_t *selectable;     /* (E) 1 where a checkpoint may be selected */
-    int on_accuracy;               /* select on the error rate, ties by the selection loss */
+    int criterion;                 /* SELECT_LOSS, SELECT_ACCURACY (the error rate, ties by the selection
+                                      loss) or SELECT_ACCURACY_1SE (the latest epoch within one standard
+                                      error of the least error rate) */
     const double *lr, *beta1;      /* (E * n_fit): per optimizer step */
     double beta2, eps, weight_decay;
     int decoupled, amsgrad;
     float *params, *moment1, *moment2, *moment2_max, *running;
     float *best, *best_running, *best_loss, *best_error;
+    float *least_error; /* (M) the least selection error rate so far (SELECT_ACCURACY_1SE) */
     int64_t *best_epoch;
     float *history; /* (E, HISTORY_ROWS, M) */
 } Job;
@@ -510,6 +514,9 @@ static View view(const Split *s, int model) {
                   s->teacher ? s->teacher + model * s->teacher_stride : NULL, s->np, 1.f / s->count[model]};
 }
 
+/* The standard error of an accuracy measured on n samples, at error rate `error`. */
+static float standard_error(float error, float n) { return sqrtf(error * (1.f - error) / n); }
+
 int train_epochs(const Job *job) {
     const int M = job->n_models;
     for (int b = 0; b < job->n_fit; b++)
@@ -559,10 +566,17 @@ int train_epochs(const Job *job) {
                 selection_error = 1.f - row[5 * M];
             }
             row[4 * M] = selection_loss;
-            int improved = job->on_accuracy
-                               ? selection_error < job->best_error[mdl] ||
-                                     (selection_error == job->best_error[mdl] && selection_loss < job->best_loss[mdl])
-                               : selection_loss < job->best_loss[mdl];
+            int improved;
+            if (job->criterion == SELECT_ACCURACY_1SE) {
+                job->least_error[mdl] = fminf(job->least_error[mdl], selection_error);
+                improved = selection_error <= job->least_error[mdl] +
+                                                  standard_error(job->least_error[mdl], job->selection->count[mdl]);
+            } else if (job->criterion == SELECT_ACCURACY) {
+                improved = selection_error < job->best_error[mdl] ||
+                           (selection_error == job->best_error[mdl] && selection_loss < job->best_loss[mdl]);
+            } else {
+                improved = selection_loss < job->best_loss[mdl];
+            }
             if (improved) {
                 job->best_loss[mdl] = selection_loss;
                 job->best_error[mdl] = selection_error;

@@ -29,9 +29,14 @@ from . import native
 from .native import HISTORY
 from .optim import ADAM_BETAS, ADAM_EPS, OptimConfig, make_optimizer, make_scheduler, step_schedule
 
-SELECT_ON = ("objective", "ce", "accuracy")
+SELECT_ON = ("objective", "ce", "accuracy", "accuracy-1se")
 """What checkpoints are selected on, over the selection split: the training objective (the distiller's
-loss), the cross-entropy against the labels, or the accuracy (ties broken by the cross-entropy)."""
+loss), the cross-entropy against the labels, the accuracy (ties broken by the cross-entropy), or the
+latest epoch whose accuracy is within one standard error of the best (sqrt(a (1 - a) / n) at the best
+accuracy a on n samples): a holdout's accuracy moves by chance, and this stops early only where it has
+fallen by more than its noise."""
+_CRITERION = {"accuracy": native.SELECT_ACCURACY, "accuracy-1se": native.SELECT_ACCURACY_1SE}
+"""The kernel's number for each criterion that is not a loss."""
 DEVICES = ("auto", "cpu", "cuda")
 CHUNK = 1000
 """Epochs per call of a step: progress is reported (and the history read) once per chunk."""
@@ -169,7 +174,8 @@ class NativeStep:
         select = np.stack([self._rows_of(selection_mix(self.distiller, self.select_on, e)) for e in epochs])
         selectable = np.array([self.distiller.selectable(e) for e in epochs])
         lr, beta1 = (values[first * self.steps : last * self.steps] for values in (self.lr, self.beta1))
-        return self.stack.run(first, mix, select, selectable, self.select_on == "accuracy", lr, beta1)
+        criterion = _CRITERION.get(self.select_on, native.SELECT_LOSS)
+        return self.stack.run(first, mix, select, selectable, criterion, lr, beta1)
 
     def _rows_of(self, mix: LossMix) -> np.ndarray:
         """The mix as (M, 5) rows; a distiller that returns one mix object epoch after epoch converts once."""
@@ -194,7 +200,8 @@ class TorchStep:
         self.selection = None if selection is None else selection.to(device)
         self.optimizer = make_optimizer(model.parameters(), optim)
         self.scheduler = make_scheduler(self.optimizer, optim, epochs * len(train_batches))
-        self.selector = Selector(model.n_models, select_on, device)
+        self.selector = Selector(model.n_models, select_on, (self.valid if self.selection is None else self.selection).count(),
+                                 device)
         self.best = model.snapshot()
 
     def run(self, first: int, last: int) -> np.ndarray:
@@ -249,18 +256,21 @@ class TorchStep:
 
 
 class Selector:
-    """The selection criterion, per model of a stack: the lowest loss, or under `accuracy` the lowest error
-    with ties broken by the loss. `offer` records an epoch's scores and says which models improved."""
+    """The selection criterion (SELECT_ON), per model of a stack over `sizes` (M,) selection samples each.
+    `offer` records an epoch's scores and says which models' checkpoint it now is."""
 
-    def __init__(self, n_models: int, select_on: str, device: torch.device | str = "cpu"):
-        self.select_on = select_on
-        self.best_loss = torch.full((n_models,), float("inf"), device=device)
-        self.best_error = torch.full((n_models,), float("inf"), device=device)
+    def __init__(self, n_models: int, select_on: str, sizes: Tensor, device: torch.device | str = "cpu"):
+        self.select_on, self.sizes = select_on, torch.as_tensor(sizes, dtype=torch.float32, device=device)
+        self.best_loss, self.best_error, self.least_error = (
+            torch.full((n_models,), float("inf"), device=device) for _ in range(3))
         self.best_at = torch.zeros(n_models, dtype=torch.long, device=device)
 
     def offer(self, loss: Tensor, error: Tensor, epoch: int) -> Tensor:
         """Scores (M,) of 0-based `epoch`; the (M,) mask of the models whose checkpoint it now is."""
-        if self.select_on == "accuracy":
+        if self.select_on == "accuracy-1se":
+            self.least_error = torch.minimum(self.least_error, error)
+            improved = error <= self.least_error + standard_error(self.least_error, self.sizes)
+        elif self.select_on == "accuracy":
             improved = (error < self.best_error) | ((error == self.best_error) & (loss < self.best_loss))
         else:
             improved = loss < self.best_loss
@@ -268,6 +278,11 @@ class Selector:
         self.best_error = torch.where(improved, error, self.best_error)
         self.best_at = torch.where(improved, epoch + 1, self.best_at)
         return improved
+
+
+def standard_error(error: Tensor, n: Tensor) -> Tensor:
+    """The standard error of an accuracy measured on `n` samples at error rate `error`."""
+    return torch.sqrt(error * (1 - error) / n)
 
 
 def _keep_where(improved: Tensor, current: dict[str, Tensor], best: dict[str, Tensor]) -> dict[str, Tensor]:

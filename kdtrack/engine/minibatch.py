@@ -85,14 +85,16 @@ class MinibatchStep:
             student.classifier.requires_grad_(False)
         self.trainee = Trainee(student, teacher, distiller).to(self.device)
         self.forward = DistributedDataParallel(self.trainee) if self.world > 1 else self.trainee
-        self.fit, self.valid, self.selection = fit, valid, selection
+        self.fit, self.valid = fit, valid
+        self.scored = valid if selection is None else selection
+        """The split checkpoints are selected on."""
         self.sampler = DistributedSampler(range(len(fit.y)), self.world, self.rank, shuffle=True, seed=loader.seed)
         self.augment = torch.Generator().manual_seed(loader.seed * 1000 + self.rank)
         steps = len(self.sampler) // (loader.batch_size // self.world) + bool(len(self.sampler) % (loader.batch_size // self.world))
         trained = [p for p in self.trainee.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(trained, optim)
         self.scheduler = make_scheduler(self.optimizer, optim, epochs * steps, steps_per_epoch=steps)
-        self.selector = Selector(1, select_on, len((valid if selection is None else selection).y))
+        self.selector = Selector(1, select_on, len(self.scored.y))
         self.best = self._state()
 
     def run(self, first: int, last: int) -> np.ndarray:
@@ -102,8 +104,7 @@ class MinibatchStep:
             self.trainee.eval()
             with torch.no_grad():
                 row[2:4, 0] = self._evaluate(self.valid, epoch, objective=True)
-                split = self.valid if self.selection is None else self.selection
-                loss, acc = self._evaluate(split, epoch, objective=self.select_on == "objective")
+                loss, acc = self._evaluate(self.scored, epoch, objective=self.select_on == "objective")
                 if self.selector.offer(torch.tensor([loss]), torch.tensor([1 - acc]), epoch)[0]:
                     self.best = self._state()
                 row[4:6, 0] = loss, acc

@@ -197,11 +197,11 @@ class TorchStep:
         self.model, self.distiller, self.select_on = model, distiller, select_on
         self.batches = [batch.to(device) for batch in train_batches]
         self.valid = valid.to(device)
-        self.selection = None if selection is None else selection.to(device)
         self.optimizer = make_optimizer(model.parameters(), optim)
         self.scheduler = make_scheduler(self.optimizer, optim, epochs * len(train_batches))
-        self.selector = Selector(model.n_models, select_on, (self.valid if self.selection is None else self.selection).count(),
-                                 device)
+        self.scored = self.valid if selection is None else selection.to(device)
+        """The split checkpoints are selected on."""
+        self.selector = Selector(model.n_models, select_on, self.scored.count(), device)
         self.best = model.snapshot()
 
     def run(self, first: int, last: int) -> np.ndarray:
@@ -213,8 +213,7 @@ class TorchStep:
             with torch.no_grad():
                 row[2], row[3] = self._evaluate(self.valid, self.distiller.mix(epoch))
                 if self.distiller.selectable(epoch):
-                    split = self.valid if self.selection is None else self.selection
-                    loss, acc = self._evaluate(split, selection_mix(self.distiller, self.select_on, epoch))
+                    loss, acc = self._evaluate(self.scored, selection_mix(self.distiller, self.select_on, epoch))
                     self._keep_if_better(loss, 1 - acc, epoch)
                     row[4], row[5] = loss, acc
                 else:

@@ -11,9 +11,8 @@ import argparse
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from kdtrack.compare.tables import current_rows, render, t_half_width
+from kdtrack.compare.tables import current_rows, difference_stats, render
 from kdtrack.tracking import finished_seed_runs, study_order
 
 
@@ -21,12 +20,10 @@ def stopping_cost(rows: pd.DataFrame) -> pd.DataFrame:
     """Per dataset x method of the students: selected minus last epoch, in points."""
     table = []
     for (dataset, method), group in rows[rows["task"] == "student"].groupby(["dataset", "method"], sort=False):
-        diff = 100 * (group["model_val_acc"] - group["final_val_acc"]).to_numpy()
-        varies = len(diff) > 1 and np.ptp(diff) > 0
-        half = t_half_width(diff) if varies else 0.0
-        table.append({"dataset": dataset, "method": method, "n": len(diff),
-                      "selected − last": f"{diff.mean():+.2f} [{diff.mean() - half:+.2f}, {diff.mean() + half:+.2f}]",
-                      "p": f"{stats.ttest_1samp(diff, 0.0).pvalue:.3f}" if varies else "-",
+        diff = difference_stats(100 * (group["model_val_acc"] - group["final_val_acc"]).to_numpy())
+        table.append({"dataset": dataset, "method": method, "n": diff["n"],
+                      "selected − last": f"{diff['diff_mean']:+.2f} [{diff['ci_low']:+.2f}, {diff['ci_high']:+.2f}]",
+                      "p": "-" if np.isnan(diff["p_value"]) else f"{diff['p_value']:.3f}",
                       "epochs selected": f"{int(group['model_epoch'].min())} to {int(group['model_epoch'].max())}"})
     return pd.DataFrame(table)
 

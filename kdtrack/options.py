@@ -24,7 +24,7 @@ def check_training(options) -> None:
 
 
 def check_log_every(log_every: int) -> None:
-    """Both studies' jobs: metrics every N epochs, or 0 for about a hundred points per metric."""
+    """Both studies' jobs: metrics every N epochs, or 0 for about 50 points per metric (tracking.METRIC_POINTS)."""
     require(log_every >= 0, f"log-every must be 0 (auto) or positive, got {log_every}")
 
 

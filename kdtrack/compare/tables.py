@@ -80,18 +80,21 @@ def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_ac
     """Per dataset x method, the difference from `reference` seed by seed (in points): its mean, sample std
     and 95% t-interval, the paired t-test's two-sided p-value (is the gain larger than seed noise?), and that
     p corrected by Holm's step-down method for the number of comparisons in the table (`p_holm`)."""
-    table = []
-    for (dataset, method), group in paired_diffs(rows, reference, metric).groupby(["dataset", "method"], sort=False):
-        diff = group["diff"].to_numpy()
-        varies = len(diff) > 1 and diff.std() > 0
-        half = t_half_width(diff) if len(diff) > 1 else np.nan
-        table.append({"dataset": dataset, "method": method, "n": len(diff), "diff_mean": diff.mean(),
-                      "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
-                      "ci_low": diff.mean() - half, "ci_high": diff.mean() + half,
-                      "p_value": stats.ttest_1samp(diff, 0.0).pvalue if varies else np.nan})
+    table = [{"dataset": dataset, "method": method, **difference_stats(group["diff"].to_numpy())}
+             for (dataset, method), group in paired_diffs(rows, reference, metric).groupby(["dataset", "method"], sort=False)]
     table = pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "ci_low", "ci_high", "p_value"])
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
     return table
+
+
+def difference_stats(diff: np.ndarray) -> dict[str, float]:
+    """Paired differences, seed by seed: their number, mean, sample std, 95% t-interval, and the t-test's
+    two-sided p-value against no difference (NaN where the differences do not vary)."""
+    varies = len(diff) > 1 and diff.std() > 0
+    half = t_half_width(diff) if len(diff) > 1 else np.nan
+    return {"n": len(diff), "diff_mean": diff.mean(), "diff_std": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+            "ci_low": diff.mean() - half, "ci_high": diff.mean() + half,
+            "p_value": stats.ttest_1samp(diff, 0.0).pvalue if varies else np.nan}
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

@@ -43,20 +43,23 @@ class StudentCell(MLPCell):
         return teacher_dependencies(self.teachers, self.seeds) + ((self.tuned_by,) if self.tuned_by else ())
 
     @cached_property
+    def tune_run_id(self) -> str:
+        """The finished run of the tune cell, once it has finished."""
+        return tracking.find_finished(self.tuned_by.hash).info.run_id
+
+    @cached_property
     def resolved(self) -> DistillOptions:
         """`distill` with the tuned values, once the tune cell has finished."""
         if not self.tuned:
             return self.distill
-        run = tracking.find_finished(self.tuned_by.hash)
-        chosen = tuned_values(run.info.run_id, method=self.distill.method)
+        chosen = tuned_values(self.tune_run_id, method=self.distill.method)
         return dataclasses.replace(self.distill, **{key: chosen[key] for key in self.tuned})
 
     def params(self) -> dict[str, str]:
         return {**super().params(), **self.resolved.params()}
 
     def parent_params(self) -> dict[str, str]:
-        tuned = {"tuned": ",".join(self.tuned), "tuned_by": tracking.find_finished(self.tuned_by.hash).info.run_id} \
-            if self.tuned else {}
+        tuned = {"tuned": ",".join(self.tuned), "tuned_by": self.tune_run_id} if self.tuned else {}
         return {**super().parent_params(), "teachers": self.teachers.option, **tuned}
 
     def stack(self) -> Stack:

@@ -4,12 +4,14 @@ as soon as what they depend on has finished. A cell's result depends on its inpu
 the same numbers with any number of workers."""
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
+import select
 import signal
 import sys
+import threading
 import time
 
 import torch
@@ -19,14 +21,20 @@ from .cells import Cell
 
 Key = tuple[str, str]
 
+WORKER_MODULES = ("kdtrack.multidomain.cells.students", "kdtrack.multidomain.cells.tune", "kdtrack.images.cells",
+                  "mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
+"""What a worker needs before its first cell: the cells, MLflow, and what mlflow.pytorch.log_model's
+torch.export imports. Workers fork from a server that has imported them once."""
+
 
 def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1) -> list[str | None]:
     """Run `cells` and what they depend on; for each of `cells`, its parent run id (None when it had
     nothing left to train). Dependencies always skip their finished models; `cells` themselves do so
     under `resume`. With several workers, cells run in processes of their own, nested under the active run."""
+    context = _worker_context() if workers > 1 else None
     plan = plan_cells(cells, resume)
-    if workers > 1 and len(plan) > 1:
-        ran = _run_in_workers(plan, workers)
+    if context is not None and len(plan) > 1:
+        ran = _run_in_workers(context, plan, workers)
     else:
         ran = {}
         for number, (cell, _) in enumerate(plan, 1):
@@ -65,17 +73,39 @@ def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
     return [(nodes[key], needs[key]) for key in order]
 
 
+def waited_on_first(plan: list[tuple[Cell, set[Key]]]) -> list[tuple[Cell, set[Key]]]:
+    """The plan with the cells that the longest chains of other cells wait on first (teachers, then tune
+    cells, then the rest), otherwise in its order: workers start what gates the most work first, so that no
+    tuning is left to run alone at the end while the other workers idle."""
+    waiting_on: dict[Key, int] = {}
+    for cell, needs in reversed(plan):  # a cell comes after every cell it needs
+        for key in needs:
+            waiting_on[key] = max(waiting_on.get(key, 0), waiting_on.get(cell.key, 0) + 1)
+    return sorted(plan, key=lambda item: -waiting_on.get(item[0].key, 0))
+
+
 def default_workers() -> int:
     """One worker per core this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key, str]:
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Processes forked from a server that imported WORKER_MODULES and nothing else: no torch threads, store
+    connections or MLflow state of this process, and none of the ~6 s of CPU that a spawned interpreter
+    spends importing them before its first cell. The server starts now, to import while this process plans."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_MODULES))
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def _run_in_workers(context: multiprocessing.context.BaseContext, plan: list[tuple[Cell, set[Key]]],
+                    workers: int) -> dict[Key, str]:
     """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads or store connections inherited
     results: queue.Queue = queue.Queue()
-    pool = context.Pool(workers, _start_worker, (tracking.process_context(), os.getpid()))
-    waiting, running, ran = list(plan), {}, {}
+    here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
+    pool = context.Pool(workers, _start_worker, here)
+    waiting, running, ran = waited_on_first(plan), {}, {}
     try:
         while waiting or running:
             for cell, needs in [item for item in waiting if item[1] <= set(ran)][: workers - len(running)]:
@@ -100,24 +130,37 @@ def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key
     return ran
 
 
-def _start_worker(context: tuple, parent: int) -> None:
-    _die_with(parent)
+def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, str]) -> None:
+    """Become a worker of the study process `study`: its directory and environment (the server's are those
+    of when it started), one torch thread, its store and run."""
+    _die_with(study)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environment)
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, _interrupt)
     tracking.adopt_context(context)
     progress.LINES_ONLY = True  # several processes share the terminal: a line each, never a redrawn bar
 
 
-def _die_with(parent: int) -> None:
-    """Linux: be killed when the study process dies (kill -9 leaves it no chance to stop its workers), so
-    that no orphan goes on training and logging a cell that a rerun of the study trains again. Its runs
-    stay RUNNING until that rerun ends them KILLED, as the study's own."""
-    if not sys.platform.startswith("linux"):
+def _die_with(study: int) -> None:
+    """Linux: be killed the moment the study process ends, however it ends (kill -9 leaves it no chance to
+    stop its workers), so that no orphan goes on training and logging a cell that a rerun of the study
+    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. A thread
+    waits on the study's process descriptor: the study is not this process's parent (the fork server is),
+    and the fork server outlives the study while a worker holds its connection."""
+    if not hasattr(os, "pidfd_open"):
         return
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the request took effect
+    try:
+        study_ended = os.pidfd_open(study)
+    except ProcessLookupError:  # it has ended already
         os._exit(128 + signal.SIGKILL)
+
+    def watch() -> None:
+        select.select([study_ended], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die with the study", daemon=True).start()
 
 
 _running: Cell | None = None

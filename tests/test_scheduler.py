@@ -14,7 +14,7 @@ import pytest
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 from kdtrack.multidomain.study import StudyConfig
-from kdtrack.scheduler import plan_cells
+from kdtrack.scheduler import plan_cells, waited_on_first
 
 CONFIG = {
     "epochs": 40,
@@ -55,6 +55,16 @@ def test_plan_puts_dependencies_first_and_trains_shared_teachers_once(tracking_u
     for student in ("kd · tiny", "kd-es · tiny", "kd-bn · tiny"):
         assert position["teachers · tiny"] < position[student]
     assert position["teachers · tiny"] < position["kd-es-tune · tiny"] < position["kd-es · tiny"]
+
+
+def test_workers_start_what_the_longest_chains_wait_on_first(tracking_uri, dataset):
+    """Teachers gate a tune cell that gates a student: teachers, then the tune cell, then the others in plan
+    order (the baseline, which nothing waits on, among them)."""
+    cells = StudyConfig("study.yaml", CONFIG).cells(load_multidomain(dataset), (0, 10), None)
+    plan = plan_cells(cells, resume=True)
+    first = [cell.name for cell, _ in waited_on_first(plan)]
+    rest = [cell.name for cell, _ in plan if cell.name not in ("teachers · tiny", "kd-es-tune · tiny")]
+    assert first == ["teachers · tiny", "kd-es-tune · tiny", *rest]
 
 
 def run_study(config: str, data: str, uri: str, workers: int, monkeypatch) -> dict:

@@ -38,7 +38,7 @@ class Report:
             (folder / f"{name}.csv").write_text(render(table, "csv"))
             (folder / f"{name}.md").write_text(render(table, "markdown") + "\n")
         for name, figure in self.figures.items():
-            figure.savefig(folder / f"{name}.png")
+            figure.savefig(folder / f"{name}.png", **tracking.PNG_SAVE)
 
     def log(self, path: str | None = None) -> str:
         """Log every file into the active run (under `path`); where they went."""
@@ -91,7 +91,7 @@ def _histories(rows: pd.DataFrame, group: str, name) -> dict[str, dict[str, list
     """dataset -> group name -> the histories of its runs, in seed order."""
     out: dict[str, dict[str, list[pd.DataFrame]]] = {}
     for (dataset, key), runs in rows.sort_values("seed").groupby(["dataset", group], sort=False):
-        out.setdefault(dataset, {})[name(key)] = [tracking.load_history(run_id) for run_id in runs["run_id"]]
+        out.setdefault(dataset, {})[name(key)] = [tracking.load_history(uri) for uri in runs["artifact_uri"]]
     return dict(sorted(out.items()))
 
 

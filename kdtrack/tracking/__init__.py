@@ -3,6 +3,7 @@ from .connection import store_errors
 from .registry import Registered, best_run, register
 from .store import (
     ACCURACY_METRICS,
+    PNG_SAVE,
     DataInput,
     SeedRun,
     adopt_context,
@@ -33,6 +34,7 @@ from .store import (
 __all__ = [
     "ACCURACY_METRICS",
     "DataInput",
+    "PNG_SAVE",
     "Registered",
     "SeedRun",
     "adopt_context",

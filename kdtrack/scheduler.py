@@ -5,7 +5,6 @@ the same numbers with any number of workers."""
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import queue
 import select
@@ -31,10 +30,9 @@ def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1) -> list[
     """Run `cells` and what they depend on; for each of `cells`, its parent run id (None when it had
     nothing left to train). Dependencies always skip their finished models; `cells` themselves do so
     under `resume`. With several workers, cells run in processes of their own, nested under the active run."""
-    context = _worker_context() if workers > 1 else None
     plan = plan_cells(cells, resume)
-    if context is not None and len(plan) > 1:
-        ran = _run_in_workers(context, plan, workers)
+    if workers > 1 and len(plan) > 1:
+        ran = _run_in_workers(plan, workers)
     else:
         ran = {}
         for number, (cell, _) in enumerate(plan, 1):
@@ -92,16 +90,15 @@ def default_workers() -> int:
 def _worker_context() -> multiprocessing.context.BaseContext:
     """Processes forked from a server that imported WORKER_MODULES and nothing else: no torch threads, store
     connections or MLflow state of this process, and none of the ~6 s of CPU that a spawned interpreter
-    spends importing them before its first cell. The server starts now, to import while this process plans."""
+    spends importing them before its first cell."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(WORKER_MODULES))
-    multiprocessing.forkserver.ensure_running()
     return context
 
 
-def _run_in_workers(context: multiprocessing.context.BaseContext, plan: list[tuple[Cell, set[Key]]],
-                    workers: int) -> dict[Key, str]:
+def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key, str]:
     """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
+    context = _worker_context()
     results: queue.Queue = queue.Queue()
     here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
     pool = context.Pool(workers, _start_worker, here)

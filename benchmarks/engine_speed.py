@@ -16,7 +16,7 @@ import time
 import torch
 
 from kdtrack.distillers import make_distiller
-from kdtrack.engine import Batch, OptimConfig, train
+from kdtrack.engine import Batch, OptimConfig, TrainSpec, train
 from kdtrack.models.mlp import MLPConfig, StackedMLP, init_mlps
 
 STACKS = [  # name, models, method, steps per epoch, data share, batch norm
@@ -47,7 +47,7 @@ def us_per_model_epoch(models: int, method: str, steps: int, share: int, batch_n
     for _ in range(repeats):
         stack = StackedMLP(init_mlps(MLPConfig(batch_norm=batch_norm), list(range(models))))
         start = time.perf_counter()
-        train(stack, make_distiller(method, epochs), fit, valid, epochs, OptimConfig(), selection)
+        train(stack, make_distiller(method, epochs), fit, valid, TrainSpec(epochs, OptimConfig()), selection)
         best = min(best, (time.perf_counter() - start) / epochs / models * 1e6)
     return best
 

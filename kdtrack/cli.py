@@ -8,22 +8,23 @@ from pathlib import Path
 from typing import NoReturn
 
 from .distillers import DISTILL_METHODS
+from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
 from .engine import DEVICES, SELECT_ON
 from .engine.optim import OPTIMIZERS, SCHEDULES
-from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
 from .errors import InputError, StoreError
 from .images.data import DATASETS as IMAGE_DATASETS
 from .images.options import ImageKDOptions, SimKDOptions
-from .models.resnet import ARCHS
 from .models.mlp import parse_hidden
+from .models.resnet import ARCHS
 from .multidomain.cells.tune import DEFAULT_GRIDS
-from .multidomain.options import SELECTIONS, STEP_ORDERS, STUDENT_SELECT_ON, DistillOptions, TrainOptions, parse_seeds
+from .multidomain.options import STEP_ORDERS, DistillOptions, MLPTrainOptions
+from .multidomain.study import DEFAULT_DATASETS
+from .spine.options import SELECTIONS, parse_seeds
 from .tracking import ACCURACY_METRICS, store_errors
 
-DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
-DEFAULT_DATA = DEFAULT_DATASETS[0]
 DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_SEEDS = "0,10,1234,99,2021"
+MLP_DEFAULTS = MLPTrainOptions()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(MLFLOW_TRACKING_URI, default ./mlflow.db with artifacts in ./mlruns).",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _multidomain_commands(commands)
+    _study_commands(commands)
+    _image_commands(commands)
+    return parser
 
+
+# ---- the multi-domain study's commands ---------------------------------------------------------------
+
+
+def _multidomain_commands(commands) -> None:
     make = commands.add_parser("make-data", help="write a multi-domain dataset in the assignment's pickle schema",
                                description="Write a multi-domain dataset: three domains 120 degrees apart at radius "
                                "4*S, class 0 a disk and class 1 a ring in each; 2400 train / 300 valid.")
@@ -75,23 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--out", required=True, help="output path, .pkl (the assignment's schema) or .npz")
     make.set_defaults(run=_make_data)
 
-    baseline = commands.add_parser("baseline", help="Q1: one MLP on all domains per seed",
+    baseline = commands.add_parser("baseline", help="one MLP on all domains per seed (the mixed-domain baseline)",
                                    description="Train one MLP on the mixed domains per seed: a parent run with a "
                                    "child run per seed.")
-    _add_job_options(baseline)
+    _add_mlp_options(baseline, "objective")
     baseline.set_defaults(run=_baseline)
 
     teachers = commands.add_parser("teachers", help="one expert MLP per domain and seed",
                                    description="Train one expert MLP per domain and seed on that domain's data "
                                    "alone: a parent run with a child run per seed and domain.")
-    _add_job_options(teachers)
+    _add_mlp_options(teachers, "objective")
     teachers.set_defaults(run=_teachers)
 
     distill = commands.add_parser("distill", help="a student per seed from each sample's in-domain teacher",
                                   description="Distil a student per seed from each sample's in-domain teacher of "
                                   "the same seed. Teachers come from --teachers, or finished teachers of the same "
                                   "configuration are reused, or they are trained first.")
-    _add_job_options(distill, student=True)
+    _add_mlp_options(distill, "accuracy-1se")
     _add_distill_options(distill)
     distill.add_argument("--tuned", default=None,
                          help="run id of a finished `tune` run of the same --method whose chosen values (alpha, "
@@ -104,17 +114,73 @@ def build_parser() -> argparse.ArgumentParser:
                                "score each on the selection split (the holdout, or validation under --selection "
                                "validation). One nested run per trial; the parent run logs best_alpha and/or "
                                "best_temperature, which `distill --tuned RUN_ID` uses.")
-    _add_job_options(tune, student=True)
+    _add_mlp_options(tune, "accuracy-1se")
     _add_distill_options(tune, grid=True)
     tune.set_defaults(run=_tune)
 
-    study = commands.add_parser("study", help="the whole grid: datasets x methods x seeds, resumable",
-                                description="Run every method of a study config on every dataset and seed, "
-                                "nested under one study run. Cells whose configuration already has a FINISHED "
-                                "run are skipped, so a study resumes where it stopped.")
+
+def _add_mlp_options(parser: argparse.ArgumentParser, select_on: str) -> None:
+    """A multi-domain training command's options: the shared ones, then the MLP's."""
+    _add_run_options(parser, f"dataset file, .pkl or .npz (default {DEFAULT_DATASETS[0]})", DEFAULT_DATASETS[0])
+    train = _add_training_options(parser, {"epochs": f"full-batch epochs (default {MLP_DEFAULTS.epochs}, the assignment's)",
+                                           "lr": f"learning rate (default {MLP_DEFAULTS.lr})",
+                                           "weight_decay": "weight decay: L2 for adam, decoupled for adamw (default 0)",
+                                           "select_on": select_on}, lr=float)
+    train.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, comma-separated (default 20,10)")
+    train.add_argument("--batch-norm", type=_boolean, nargs="?", const=True, default=None,
+                       help="batch norm before each ReLU (default false)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adam")
+    train.add_argument("--amsgrad", type=_boolean, nargs="?", const=True, default=None,
+                       help="use the AMSGrad variant (default false)")
+    train.add_argument("--schedule", choices=SCHEDULES, default=None,
+                       help="learning-rate schedule; onecycle peaks at --lr (default constant)")
+    train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=None,
+                       help="log the checkpoint that --select-on prefers as the model, else the last epoch's "
+                       "(default true)")
+
+
+def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
+    defaults = DistillOptions()
+    group = parser.add_argument_group("distillation")
+    group.add_argument("--teachers", default=None,
+                       help="run id of a `teachers` run to learn from (default: reuse or train teachers)")
+    group.add_argument("--step-order", choices=STEP_ORDERS, default=defaults.step_order,
+                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
+                       "as the report did (default joint)")
+    if grid:
+        group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default=defaults.distiller,
+                           help="the distiller whose options are tuned (default kd)")
+        group.add_argument("--alphas", type=_floats, default=None,
+                           help="alpha grid (default: the method's, "
+                           f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
+        group.add_argument("--temperatures", type=_floats, default=None,
+                           help="temperature grid, tau_max for anneal-jafari (default: the method's, "
+                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['kd']['temperature'])} for kd, "
+                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['anneal-jafari']['temperature'])} for anneal-jafari)")
+        return
+    group.add_argument("--method", choices=DISTILL_METHODS, default=defaults.distiller,
+                       help="the distiller, and the name its runs carry: kd, Hinton KD; kd-mixture, Hinton KD from "
+                       "every domain's teacher weighted by p(domain | x); anneal-cosine, annealing KD as the report "
+                       "ran it; anneal-jafari, as Jafari et al. define it (default kd)")
+    group.add_argument("--alpha", type=float, default=defaults.alpha,
+                       help=f"weight of the teacher term (default {defaults.alpha})")
+    group.add_argument("--temperature", type=float, default=defaults.temperature,
+                       help=f"softmax temperature T, or T_max / tau_max for annealing (default {defaults.temperature:g})")
+
+
+# ---- study, compare, register ------------------------------------------------------------------------
+
+
+def _study_commands(commands) -> None:
+    study = commands.add_parser("study", help="a study config's methods x datasets x seeds, resumable",
+                                description="Run every method of a study config (multi-domain, or images with "
+                                "`study: images`) on every dataset and seed, nested under one study run. Cells "
+                                "whose configuration already has a FINISHED run are skipped, so a study resumes "
+                                "where it stopped. It ends by printing its table and where its figures are.")
     study.add_argument("--config", default=DEFAULT_CONFIG, help=f"study config, YAML (default {DEFAULT_CONFIG})")
-    study.add_argument("--data", default=",".join(DEFAULT_DATASETS),
-                       help="comma-separated dataset files (default: the four embedded ones in data/)")
+    study.add_argument("--data", default=None,
+                       help="multi-domain: comma-separated dataset files (default: the four embedded ones in data/); "
+                       "images: cifar100's folder")
     study.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
     study.add_argument("--epochs", type=_optional_whole_number, default=None,
                        help="override the config's epochs (empty: the config's)")
@@ -126,22 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
     study.set_defaults(run=_study)
 
     compare = commands.add_parser("compare", help="tables and figures over the store, logged as a run of its own",
-                                  description="Summarise the FINISHED per-seed runs of the baseline and the "
+                                  description="Summarise the FINISHED per-seed runs of the baselines and the "
                                   "students (mean and sample std of the logged models' validation accuracy, in "
-                                  "percent) per dataset x method; teachers apart with --teachers. The tables and "
-                                  "figures (accuracy, loss curves, decision boundaries, annealing schedules, paired "
-                                  "differences) are logged in a run of its own (kdtrack.task compare) in the "
-                                  "experiment it compares.")
+                                  "percent) per dataset x method (the name a study gives it); teachers apart with "
+                                  "--teachers. The tables and figures (accuracy, loss curves, tuning sweeps, decision "
+                                  "boundaries, annealing schedules, accuracy against size, paired differences) are "
+                                  "logged in a run of its own (kdtrack.task compare) in the experiment it compares.")
     compare.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
     compare.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
     compare.add_argument("--teachers", type=_boolean, nargs="?", const=True, default=False,
-                         help="summarise teachers per dataset x domain instead")
+                         help="summarise teachers per dataset x domain (or architecture) instead")
     compare.add_argument("--paired", metavar="METHOD", default=None,
-                         help="instead, each method's per-seed difference from METHOD (points), its mean, std "
-                         "and paired t-test p-value")
+                         help="instead, each method's per-seed difference from METHOD (points), its mean, std, "
+                         "95%% t-interval and paired t-test p-value, raw and Holm-corrected")
     compare.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
-                         help="which validation accuracy: the logged model's, the best checkpoint's or the last "
-                         "epoch's (default model_val_acc)")
+                         help="which validation accuracy: the logged model's, the selected epoch's (best_val_acc: "
+                         "the checkpoint selection chose, not the highest) or the last epoch's (default model_val_acc)")
     compare.add_argument("--out", default=None, help="also write the tables and figures into this folder")
     compare.set_defaults(run=_compare)
 
@@ -161,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--alias", default="champion", help="alias moved to the new version (default champion)")
     register.set_defaults(run=_register)
 
-    teacher = commands.add_parser("train-teacher", help="image path: a ResNet per seed on the labels",
-                                  description="Train a CIFAR ResNet per seed on the labels (method ce), to teach "
+
+# ---- the image study's commands ----------------------------------------------------------------------
+
+
+def _image_commands(commands) -> None:
+    teacher = commands.add_parser("train-teacher", help="image path: a network per seed on the labels",
+                                  description="Train a CIFAR network per seed on the labels (method ce), to teach "
                                   "image-kd and simkd students: a parent run with a child run per seed. Runs "
                                   "unchanged under torchrun (DistributedDataParallel; only the first process "
                                   "writes to MLflow).")
@@ -170,21 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     teacher.set_defaults(run=_train_teacher)
 
     image_kd = commands.add_parser("image-kd", help="image path: Hinton KD from a logged teacher",
-                                   description="Train a ResNet student per seed with Hinton KD, (1 - alpha) CE + "
-                                   "alpha T^2 KL, from the teacher logged at --teacher.")
+                                   description="Train a student network per seed with Hinton KD, ce-weight CE + "
+                                   "kd-weight T^2 KL (1 and 1 at T = 4 by default, as the SimKD repository's KD "
+                                   "baseline), from the teachers --teacher names.")
     _add_image_options(image_kd, default_arch="resnet8x4", teacher=True)
     kd_defaults = ImageKDOptions()
-    image_kd.add_argument("--alpha", type=float, default=kd_defaults.alpha,
-                          help=f"weight of the teacher term (default {kd_defaults.alpha})")
+    image_kd.add_argument("--ce-weight", type=float, default=kd_defaults.ce_weight,
+                          help=f"weight of the cross-entropy on the labels (default {kd_defaults.ce_weight:g})")
+    image_kd.add_argument("--kd-weight", type=float, default=kd_defaults.kd_weight,
+                          help=f"weight of the T^2 KL to the teacher (default {kd_defaults.kd_weight:g})")
     image_kd.add_argument("--temperature", type=float, default=kd_defaults.temperature,
                           help=f"softmax temperature T (default {kd_defaults.temperature:g})")
     image_kd.set_defaults(run=_image_kd)
 
     simkd = commands.add_parser("simkd", help="image path: SimKD, the reused teacher classifier",
-                                description="Train a ResNet student per seed with SimKD (Chen et al., CVPR 2022): "
+                                description="Train a student network per seed with SimKD (Chen et al., CVPR 2022): "
                                 "a projector maps the student's penultimate map into the teacher's and the teacher's "
                                 "frozen classifier predicts. The logged model is student backbone + projector + "
-                                "teacher classifier.")
+                                "teacher classifier. Its runs are named for the variant (simkd, simkd-kl, simkd-multi, ...).")
     _add_image_options(simkd, default_arch="resnet8x4", teacher=True)
     simkd_defaults = SimKDOptions()
     simkd.add_argument("--factor", type=int, default=simkd_defaults.factor,
@@ -203,129 +277,100 @@ def build_parser() -> argparse.ArgumentParser:
     simkd.add_argument("--temperature", type=float, default=simkd_defaults.temperature,
                        help=f"with --loss kl: the softmax temperature (default {simkd_defaults.temperature:g})")
     simkd.set_defaults(run=_simkd)
-    return parser
 
 
 def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teacher: bool = False) -> None:
-    """The options every image command shares. Left out, a training option is the dataset's recipe's."""
-    job = parser.add_argument_group("data and runs")
-    job.add_argument("--dataset", choices=IMAGE_DATASETS, default="digits",
-                     help="digits (scikit-learn's, 8x8, runs on a CPU in minutes) or cifar100 (needs --data; "
-                     "default digits)")
-    job.add_argument("--data", default=None, help="cifar100: the folder its python tarball unpacks to (train, test, meta)")
-    job.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    job.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
-    job.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default auto)")
-    job.add_argument("--log-every", type=int, default=0, help="log per-epoch metrics every N epochs (default 0: auto)")
+    """An image command's options: the shared ones, then the network's. Left out, a training option is the
+    dataset's recipe's."""
+    runs = _add_run_options(parser, "cifar100: the folder its python tarball unpacks to (train, test, meta)", None)
+    runs.add_argument("--dataset", choices=IMAGE_DATASETS, default="digits",
+                      help="digits (scikit-learn's, 8x8, runs on a CPU in minutes) or cifar100 (needs --data; "
+                      "default digits)")
     if teacher:
-        job.add_argument("--teacher", required=True,
-                         help="the teacher's model: runs:/RUN_ID/model or models:/NAME@ALIAS of a train-teacher run")
-    train = parser.add_argument_group("training (left out: the dataset's recipe)")
+        runs.add_argument("--teacher", required=True,
+                          help="the teachers: the run id train-teacher printed (each student seed learns from the "
+                          "teacher of its own seed, or of --teacher-seed), or one teacher as runs:/SEED_RUN_ID/model "
+                          "or models:/NAME@ALIAS")
+        runs.add_argument("--teacher-seed", type=lambda text: int(text) if text else None, default=None,
+                          help="with a train-teacher run id: every student learns from this seed's teacher")
+    train = _add_training_options(parser, {"epochs": "epochs (cifar100 240, digits 10)",
+                                           "lr": "SGD learning rate (cifar100 0.05, digits 0.01); several, "
+                                           "comma-separated, are tuned on the holdout first and the chosen one "
+                                           "trains at every seed",
+                                           "weight_decay": "default 5e-4", "select_on": "accuracy"}, lr=_floats)
     train.add_argument("--arch", choices=ARCHS, default=default_arch, help=f"default {default_arch}")
-    train.add_argument("--epochs", type=_optional_whole_number, default=None, help="epochs (cifar100 240, digits 10)")
-    train.add_argument("--lr", type=_floats, default=None,
-                       help="SGD learning rate (cifar100 0.05, digits 0.01); several, comma-separated, sweep them: a "
-                       "cell per rate nested under one sweep run")
     train.add_argument("--milestones", type=lambda text: _whole_numbers(text) or None, default=None,
                        help="epochs after which the rate drops x0.1 (default: 150,180,210 of 240, scaled to --epochs)")
     train.add_argument("--batch-size", type=_whole_number, default=None, help="over all processes (default 64)")
-    train.add_argument("--weight-decay", type=float, default=None, help="default 5e-4")
+
+
+# ---- what every training command shares ----------------------------------------------------------------
+
+
+def _add_run_options(parser: argparse.ArgumentParser, data_help: str, data_default: str | None) -> argparse._ArgumentGroup:
+    """Data and runs: where the data is, the seeds, where the runs go, where they train, how often they log."""
+    runs = parser.add_argument_group("data and runs")
+    runs.add_argument("--data", default=data_default, help=data_help)
+    runs.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    runs.add_argument("--experiment-name", default=None,
+                      help="MLflow experiment (default: MLflow's active one, e.g. MLFLOW_EXPERIMENT_NAME)")
+    runs.add_argument("--device", choices=DEVICES, default="auto",
+                      help="where the PyTorch step trains: cpu, cuda, or auto (cuda when there is one); the native "
+                      "step trains MLP stacks on the CPU (default auto)")
+    runs.add_argument("--log-every", type=int, default=0,
+                      help="log per-epoch metrics every N epochs and the last (default 0: auto, about 50 points "
+                      "per metric); history.parquet always holds every epoch")
+    return runs
+
+
+def _add_training_options(parser: argparse.ArgumentParser, helps: dict[str, str], lr) -> argparse._ArgumentGroup:
+    """The training options every study shares (kdtrack.spine.options.TrainOptions); left out, the study's or
+    the role's default."""
+    train = parser.add_argument_group("training (left out: the defaults named)")
+    train.add_argument("--epochs", type=_optional_whole_number, default=None, help=helps["epochs"])
+    train.add_argument("--lr", type=lr, default=None, help=helps["lr"])
+    train.add_argument("--weight-decay", type=float, default=None, help=helps["weight_decay"])
     train.add_argument("--select-on", choices=SELECT_ON, default=None,
-                       help="what selects the checkpoint on the holdout (default accuracy, ties by cross-entropy; "
-                       "accuracy-1se: the latest epoch within one standard error of the best)")
-    train.add_argument("--selection-fraction", type=float, default=None, help="share of train held out (default 0.1)")
-    train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
-
-
-def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> None:
-    defaults = TrainOptions()
-    select_on = STUDENT_SELECT_ON if student else defaults.select_on
-    job = parser.add_argument_group("data and runs")
-    job.add_argument("--data", default=DEFAULT_DATA, help=f"dataset file, .pkl or .npz (default {DEFAULT_DATA})")
-    job.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    job.add_argument("--experiment-name", default=None,
-                     help="MLflow experiment (default: MLflow's active one, e.g. MLFLOW_EXPERIMENT_NAME)")
-    job.add_argument("--device", choices=DEVICES, default="auto",
-                     help="where the PyTorch step trains: cpu, cuda, or auto (cuda when there is one); the native "
-                     "step trains MLP stacks on the CPU (default auto)")
-    job.add_argument("--log-every", type=int, default=0,
-                     help="log per-epoch metrics every N epochs and the last (default 0: auto, about 50 points "
-                     "per metric); history.parquet always holds every epoch")
-
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=_whole_number, default=defaults.epochs,
-                       help=f"full-batch epochs (default {defaults.epochs}, the assignment's)")
-    train.add_argument("--hidden", type=_hidden, default=defaults.hidden,
-                       help="hidden layer sizes, comma-separated (default 20,10)")
-    train.add_argument("--batch-norm", type=_boolean, nargs="?", const=True, default=defaults.batch_norm,
-                       help="batch norm before each ReLU (default false)")
-    train.add_argument("--lr", type=float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="default adam")
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                       help="weight decay: L2 for adam, decoupled for adamw (default 0)")
-    train.add_argument("--amsgrad", type=_boolean, nargs="?", const=True, default=defaults.amsgrad,
-                       help="use the AMSGrad variant (default false)")
-    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
-                       help="learning-rate schedule; onecycle peaks at --lr (default constant)")
-    train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=defaults.early_stopping,
-                       help="log the checkpoint that --select-on prefers as the model, else the last epoch's "
-                       "(default true)")
-    train.add_argument("--select-on", choices=SELECT_ON, default=select_on,
                        help="what selects the checkpoint on the selection split: the training objective, the "
                        "cross-entropy against the labels, the accuracy (ties by cross-entropy), or accuracy-1se, "
-                       f"the latest epoch within one standard error of the best accuracy (default {select_on})")
-    train.add_argument("--selection", choices=SELECTIONS, default=defaults.selection,
-                       help="the split that selects checkpoints: holdout, carved from train and stratified by "
-                       "domain and class, or validation, as the report did (default holdout)")
-    train.add_argument("--selection-fraction", type=float, default=defaults.selection_fraction,
-                       help=f"share of train held out for selection (default {defaults.selection_fraction})")
-    train.add_argument("--selection-seed", type=int, default=defaults.selection_seed,
-                       help="seed of the holdout draw (default 0)")
+                       f"the latest epoch within one standard error of the best accuracy (default {helps['select_on']})")
+    train.add_argument("--selection", choices=SELECTIONS, default=None,
+                       help="the split that selects checkpoints: holdout, carved from train and stratified (by "
+                       "domain and class, or class), or validation, as the assignment's report did (multi-domain "
+                       "only; default holdout)")
+    train.add_argument("--selection-fraction", type=float, default=None, help="share of train held out (default 0.1)")
+    train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
+    return train
 
 
-def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
-    defaults = DistillOptions()
-    group = parser.add_argument_group("distillation")
-    group.add_argument("--teachers", default=None,
-                       help="run id of a `teachers` run to learn from (default: reuse or train teachers)")
-    group.add_argument("--step-order", choices=STEP_ORDERS, default=defaults.step_order,
-                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
-                       "as the report did (default joint)")
-    if grid:
-        group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default=defaults.method,
-                           help="the method whose options are tuned (default kd)")
-        group.add_argument("--alphas", type=_floats, default=None,
-                           help="alpha grid (default: the method's, "
-                           f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
-        group.add_argument("--temperatures", type=_floats, default=None,
-                           help="temperature grid, tau_max for anneal-jafari (default: the method's, "
-                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['kd']['temperature'])} for kd, "
-                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['anneal-jafari']['temperature'])} for anneal-jafari)")
-        return
-    group.add_argument("--method", choices=DISTILL_METHODS, default=defaults.method,
-                       help="kd: Hinton KD; kd-mixture: Hinton KD from every domain's teacher weighted by "
-                       "p(domain | x); anneal-cosine: annealing KD as the report ran it; anneal-jafari: as "
-                       "Jafari et al. define it (default kd)")
-    group.add_argument("--alpha", type=float, default=defaults.alpha,
-                       help=f"weight of the teacher term (default {defaults.alpha})")
-    group.add_argument("--temperature", type=float, default=defaults.temperature,
-                       help=f"softmax temperature T, or T_max / tau_max for annealing (default {defaults.temperature:g})")
+SHARED_TRAINING = ("epochs", "weight_decay", "select_on", "selection", "selection_fraction", "selection_seed")
+MLP_TRAINING = ("lr", "hidden", "batch_norm", "optimizer", "amsgrad", "schedule", "early_stopping")
+IMAGE_TRAINING = ("arch", "milestones", "batch_size")
 
 
-def _train_options(args: argparse.Namespace) -> TrainOptions:
-    return TrainOptions(
-        epochs=args.epochs, hidden=args.hidden, batch_norm=args.batch_norm, lr=args.lr, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, amsgrad=args.amsgrad, schedule=args.schedule,
-        early_stopping=args.early_stopping, select_on=args.select_on, selection=args.selection,
-        selection_fraction=args.selection_fraction, selection_seed=args.selection_seed,
-    )
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _job(args: argparse.Namespace):
-    from .multidomain.tasks import Job
+def _job(args: argparse.Namespace, train):
+    from .spine.jobs import Job
 
-    return Job(args.data, parse_seeds(args.seeds), _train_options(args), args.experiment_name, args.log_every,
-               args.device)
+    return Job(parse_seeds(args.seeds), train, args.experiment_name or None, args.log_every, args.device)
+
+
+def _mlp_job(args: argparse.Namespace):
+    return _job(args, MLPTrainOptions(**_given(args, SHARED_TRAINING + MLP_TRAINING)))
+
+
+def _image_job(args: argparse.Namespace):
+    from .images.options import recipe
+
+    lrs = args.lr or ()
+    given = _given(args, SHARED_TRAINING + IMAGE_TRAINING)
+    return _job(args, recipe(args.dataset, **given, lr=lrs[0] if lrs else None)), lrs
+
+
+# ---- what each command calls -----------------------------------------------------------------------
 
 
 def _make_data(args: argparse.Namespace) -> None:
@@ -338,20 +383,20 @@ def _make_data(args: argparse.Namespace) -> None:
 def _baseline(args: argparse.Namespace) -> None:
     from .multidomain.tasks import run_baseline
 
-    print(run_baseline(_job(args)))
+    print(run_baseline(_mlp_job(args), args.data))
 
 
 def _teachers(args: argparse.Namespace) -> None:
     from .multidomain.tasks import run_teachers
 
-    print(run_teachers(_job(args)))
+    print(run_teachers(_mlp_job(args), args.data))
 
 
 def _distill(args: argparse.Namespace) -> None:
     from .multidomain.tasks import run_distill
 
     distill = DistillOptions(args.method, args.alpha, args.temperature, args.step_order)
-    print(run_distill(_job(args), distill, teachers=args.teachers or None, tuned=args.tuned or None))
+    print(run_distill(_mlp_job(args), args.data, distill, teachers=args.teachers or None, tuned=args.tuned or None))
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -359,25 +404,28 @@ def _tune(args: argparse.Namespace) -> None:
     from .multidomain.tasks import run_tune
 
     grid = TuneGrid(args.method, args.alphas or None, args.temperatures or None)  # empty (an MLproject default): the method's
-    print(run_tune(_job(args), grid, args.step_order, teachers=args.teachers or None))
+    print(run_tune(_mlp_job(args), args.data, grid, args.step_order, teachers=args.teachers or None))
 
 
 def _study(args: argparse.Namespace) -> None:
-    from .multidomain.study import run_study
+    from .spine.study import read_config, run_study
+    from .studies import study_of
 
-    paths = [path.strip() for path in args.data.split(",") if path.strip()]
-    print(run_study(args.config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name, args.device,
-                    args.workers))
+    config = read_config(args.config)
+    paths = [path.strip() for path in (args.data or "").split(",") if path.strip()] or None
+    print(run_study(study_of(config), config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name,
+                    args.device, args.workers))
 
 
 def _compare(args: argparse.Namespace) -> None:
     from .compare.report import build_report, log_compare_run, print_notes
     from .compare.tables import render
-    from .tracking import finished_seed_runs, study_order
+    from .studies import figures
+    from .tracking import finished_seed_runs, finished_tune_runs, study_order
 
     experiment = args.experiment_name or None
     report = build_report(finished_seed_runs(experiment), args.teachers, args.paired or None, args.metric,
-                          order=study_order(experiment))
+                          order=study_order(experiment), tunes=finished_tune_runs(experiment), extras=figures)
     print_notes(report, "kdtrack compare")
     print(render(report.tables[f"paired_{args.paired}" if args.paired else "table"], args.format))
     if args.out:
@@ -401,42 +449,36 @@ def _register(args: argparse.Namespace) -> None:
     print(f"{registered.uri} version {registered.version}")
 
 
-def _image_job(args: argparse.Namespace):
-    from .images.options import recipe
-    from .images.tasks import ImageJob
-
-    lrs = args.lr or ()
-    train = recipe(args.dataset, arch=args.arch, epochs=args.epochs, lr=lrs[0] if lrs else None,
-                   milestones=args.milestones, batch_size=args.batch_size, weight_decay=args.weight_decay,
-                   select_on=args.select_on, selection_fraction=args.selection_fraction,
-                   selection_seed=args.selection_seed)
-    return ImageJob(args.dataset, args.data or None, parse_seeds(args.seeds), train, lrs if len(lrs) > 1 else (),
-                    args.experiment_name or None, args.log_every, args.device)
-
-
 def _train_teacher(args: argparse.Namespace) -> None:
     from .images.tasks import run_train_teacher
 
-    _print_run(run_train_teacher(_image_job(args)))
+    job, lrs = _image_job(args)
+    _print_run(run_train_teacher(job, args.dataset, args.data or None, lrs))
 
 
 def _image_kd(args: argparse.Namespace) -> None:
-    from .images.tasks import run_image_kd
-
-    _print_run(run_image_kd(_image_job(args), args.teacher, ImageKDOptions(args.alpha, args.temperature)))
+    _image_student(args, ImageKDOptions(args.ce_weight, args.kd_weight, args.temperature))
 
 
 def _simkd(args: argparse.Namespace) -> None:
-    from .images.tasks import run_simkd
+    _image_student(args, SimKDOptions(args.factor, args.loss, args.projector, args.multi_weight, args.use_labels,
+                                      args.temperature))
 
-    options = SimKDOptions(args.factor, args.loss, args.projector, args.multi_weight, args.use_labels, args.temperature)
-    _print_run(run_simkd(_image_job(args), args.teacher, options))
+
+def _image_student(args: argparse.Namespace, distill) -> None:
+    from .images.tasks import run_student
+
+    job, lrs = _image_job(args)
+    _print_run(run_student(job, args.dataset, args.data or None, args.teacher, distill, args.teacher_seed, lrs))
 
 
 def _print_run(run_id: str | None) -> None:
     """The run id on stdout, from the one process that logged it."""
     if run_id:
         print(run_id)
+
+
+# ---- argument types ------------------------------------------------------------------------------------
 
 
 def _hidden(text: str) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain
-from kdtrack.multidomain.options import TrainOptions
+from kdtrack.multidomain.options import MLPTrainOptions
 from kdtrack.multidomain.splits import make_splits
 
 SEEDS = "0,10"
@@ -90,7 +90,7 @@ def test_child_runs_log_the_contract(store, command):
         assert list(history["epoch"]) == list(range(1, EPOCHS + 1))
         best = int(metrics["best_epoch"])
         if command == "distill":  # a student's latest epoch within one standard error of its best holdout accuracy
-            n = len(make_splits(store["data"], TrainOptions()).selection.y)
+            n = len(make_splits(store["data"], MLPTrainOptions()).selection.y)
             top = history["selection_acc"].max()
             near = history.index[history["selection_acc"] >= top - np.sqrt(top * (1 - top) / n)]
             assert near[-1] + 1 == best
@@ -100,7 +100,7 @@ def test_child_runs_log_the_contract(store, command):
         logged = MlflowClient().get_logged_model(child.outputs.model_outputs[0].model_id)
         assert {metric.key: metric.value for metric in logged.metrics} == {
             name: metrics[name] for name in ("best_epoch", "best_val_loss", "best_val_acc", "final_val_acc", "model_epoch",
-                                             "model_val_acc")}
+                                             "model_val_acc", "model_parameters", "latency_ms_per_image")}
     tasks = {"baseline": "baseline", "teachers": "teacher", "distill": "student"}
     assert {child.data.tags["kdtrack.task"] for child in _children(store["ids"][command])} == {tasks[command]}
 
@@ -212,12 +212,12 @@ def test_a_mixture_student_learns_every_teacher_weighted_by_p_domain_given_x(sto
     logistic regression refit here on the student's fit split."""
     from sklearn.linear_model import LogisticRegression
 
-    from kdtrack.multidomain.options import TrainOptions
+    from kdtrack.multidomain.options import MLPTrainOptions
     from kdtrack.multidomain.splits import make_splits
     from kdtrack.tracking import load_model
 
     data = store["data"]
-    fit = make_splits(data, TrainOptions()).fit
+    fit = make_splits(data, MLPTrainOptions()).fit
     weights = torch.from_numpy(LogisticRegression(max_iter=1000).fit(fit.x, fit.d).predict_proba(data.valid.x)).float()
     alpha, temperature = 0.7, 4.0
     parent = run_command(["distill", "--data", MlflowClient().get_run(store["ids"]["baseline"]).data.params["data"],

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kdtrack.distillers import make_distiller
-from kdtrack.engine import Batch, OptimConfig, native, train
+from kdtrack.engine import Batch, OptimConfig, TrainSpec, native, train
 from kdtrack.engine.trainer import Selector
 from kdtrack.models.mlp import MLP, MLPConfig, StackedMLP, init_mlps
 
@@ -81,7 +81,7 @@ def test_each_seed_of_the_stack_equals_its_single_model_run(data, optim, batch_n
     x, y, xv, yv, _, _ = data
     config = MLPConfig(batch_norm=batch_norm)
     stack = StackedMLP(init_mlps(config, SEEDS))
-    result = train(stack, make_distiller("ce", EPOCHS), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), EPOCHS, optim)
+    result = train(stack, make_distiller("ce", EPOCHS), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), TrainSpec(EPOCHS, optim))
     for index, seed in enumerate(SEEDS):
         loss, acc = single_run(seed, config, optim, lambda logits, e: F.cross_entropy(logits, y), x, xv, yv,
                                lambda logits, e: F.cross_entropy(logits, yv))
@@ -100,7 +100,7 @@ def test_kd_student_stack_equals_single_runs_with_hand_written_loss(data):
     stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
     distiller = make_distiller("kd", EPOCHS, alpha=alpha, temperature=temperature)
     result = train(stack, distiller, [Batch(x[None], y[None], teacher=teacher)],
-                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, OptimConfig())
+                   Batch(xv[None], yv[None], teacher=teacher_valid), TrainSpec(EPOCHS, OptimConfig()))
     for index, seed in enumerate(SEEDS):
         loss, acc = single_run(seed, MLPConfig(), OptimConfig(), lambda logits, e: kd(logits, y, teacher[index]),
                                x, xv, yv, lambda logits, e: kd(logits, yv, teacher_valid[index]))
@@ -118,10 +118,10 @@ def test_masked_models_learn_only_from_their_own_samples(data):
         padded_x[row, :n], padded_y[row, :n], mask[row, :n] = x[part], y[part], 1
     stack = StackedMLP(init_mlps(MLPConfig(), [3, 3]))
     valid = Batch(xv[None], yv[None])
-    result = train(stack, make_distiller("ce", EPOCHS), [Batch(padded_x, padded_y, mask)], valid, EPOCHS, OptimConfig())
+    result = train(stack, make_distiller("ce", EPOCHS), [Batch(padded_x, padded_y, mask)], valid, TrainSpec(EPOCHS, OptimConfig()))
     for row, part in enumerate((first, second)):
         alone = train(StackedMLP(init_mlps(MLPConfig(), [3])), make_distiller("ce", EPOCHS),
-                      [Batch(x[part][None], y[part][None])], valid, EPOCHS, OptimConfig())
+                      [Batch(x[part][None], y[part][None])], valid, TrainSpec(EPOCHS, OptimConfig()))
         np.testing.assert_allclose(result.history["val_loss"][:, row], alone.history["val_loss"][:, 0], rtol=1e-5, atol=1e-6)
 
 
@@ -130,7 +130,7 @@ def test_best_checkpoint_is_the_epoch_of_least_selection_loss(data):
     stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
     selection = Batch(x[:50][None], y[:50][None])
     result = train(stack, make_distiller("ce", EPOCHS), [Batch(x[None], y[None])], Batch(xv[None], yv[None]),
-                   EPOCHS, OptimConfig(lr=0.05), selection=selection)
+                   TrainSpec(EPOCHS, OptimConfig(lr=0.05)), selection=selection)
     for index in range(len(SEEDS)):
         losses = result.history["selection_loss"][:, index]
         assert result.best_epoch[index] == np.argmin(losses) + 1
@@ -146,7 +146,7 @@ def test_annealing_selects_among_final_phase_checkpoints_on_their_loss(data):
     stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
     selection = Batch(x[:50][None], y[:50][None], teacher=teacher[:, :50])
     result = train(stack, make_distiller("anneal-jafari", EPOCHS, temperature=4), [Batch(x[None], y[None], teacher=teacher)],
-                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, OptimConfig(lr=0.05), selection=selection)
+                   Batch(xv[None], yv[None], teacher=teacher_valid), TrainSpec(EPOCHS, OptimConfig(lr=0.05)), selection=selection)
     for index in range(len(SEEDS)):
         losses = result.history["selection_loss"][:, index]
         assert np.isinf(losses[: EPOCHS // 2]).all() and np.isfinite(losses[EPOCHS // 2 :]).all()
@@ -161,7 +161,7 @@ def test_same_seed_same_numbers(data):
 
     def once():
         stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
-        return train(stack, make_distiller("ce", 20), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), 20, OptimConfig())
+        return train(stack, make_distiller("ce", 20), [Batch(x[None], y[None])], Batch(xv[None], yv[None]), TrainSpec(20, OptimConfig()))
 
     np.testing.assert_array_equal(once().history["val_loss"], once().history["val_loss"])
 
@@ -176,7 +176,7 @@ def test_several_steps_per_epoch_equal_a_loop_that_steps_per_batch(data):
     distiller = make_distiller("kd", EPOCHS, alpha=alpha, temperature=temperature)
     stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
     result = train(stack, distiller, [Batch(x[p][None], y[p][None], teacher=teacher[:, p]) for p in parts],
-                   Batch(xv[None], yv[None], teacher=teacher_valid), EPOCHS, optim)
+                   Batch(xv[None], yv[None], teacher=teacher_valid), TrainSpec(EPOCHS, optim))
 
     def kd(logits, labels, target):
         soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(target / temperature, 1), reduction="batchmean")
@@ -214,7 +214,7 @@ def test_checkpoints_are_selected_on_the_chosen_criterion(data, select_on):
     selection = Batch(x[:60][None], y[:60][None], teacher=teacher[:, :60])
     result = train(stack, make_distiller("kd", EPOCHS, alpha=0.9, temperature=8.0),
                    [Batch(x[None], y[None], teacher=teacher)], Batch(xv[None], yv[None], teacher=teacher_valid),
-                   EPOCHS, OptimConfig(lr=0.02), selection=selection, select_on=select_on)
+                   TrainSpec(EPOCHS, OptimConfig(lr=0.02), select_on), selection=selection)
     for index in range(len(SEEDS)):
         ce, acc = result.history["selection_loss"][:, index], result.history["selection_acc"][:, index]
         expected = np.argmin(ce) if select_on == "ce" else np.lexsort((ce, -acc))[0]
@@ -246,7 +246,7 @@ def test_each_selection_criterion_picks_its_own_epoch_from_one_training(data):
         stack = StackedMLP(init_mlps(MLPConfig(), SEEDS))
         results[criterion] = train(stack, make_distiller("kd", EPOCHS, alpha=0.9, temperature=2.0),
                                    [Batch(x[None], y[None], teacher=teacher)], Batch(xv[None], yv[None], teacher=teacher_valid),
-                                   EPOCHS, OptimConfig(lr=0.05), selection=selection, select_on=criterion)
+                                   TrainSpec(EPOCHS, OptimConfig(lr=0.05), criterion), selection=selection)
     np.testing.assert_array_equal(results["objective"].history["train_loss"], results["ce"].history["train_loss"])
     for criterion, result in results.items():
         for index in range(len(SEEDS)):

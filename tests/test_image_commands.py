@@ -66,9 +66,9 @@ def _test_images():
 
 
 def test_every_command_leaves_finished_runs_tagged_per_seed(store):
+    methods = {"l2": "simkd", "kd": "kd", "kl": "simkd-kl", "multi": "simkd-multi", "all-layer": "simkd-all-layer-labels"}
     for parent_id, method, task in [(store["teacher"], "ce", "teacher"),
-                                    *[(run, "kd" if name == "kd" else "simkd", "student")
-                                      for name, run in store["students"].items()]]:
+                                    *[(run, methods[name], "student") for name, run in store["students"].items()]]:
         parent = MlflowClient().get_run(parent_id)
         assert parent.info.status == "FINISHED"
         assert parent.data.tags["kdtrack.method"] == method and parent.data.tags["kdtrack.task"] == task
@@ -88,7 +88,8 @@ def test_the_variants_are_told_apart_by_their_params(store):
     params = {name: MlflowClient().get_run(run).data.params for name, run in store["students"].items()}
     assert params["kl"]["loss"] == "kl" and params["l2"]["loss"] == "l2"
     assert params["multi"]["projector"] == "multi" and params["all-layer"]["use_labels"] == "true"
-    assert params["kd"]["alpha"] == "0.9" and params["kd"]["temperature"] == "4.0"
+    assert (params["kd"]["ce_weight"], params["kd"]["kd_weight"], params["kd"]["temperature"]) == ("1.0", "1.0", "4.0")
+    assert {name: params[name]["distiller"] for name in params} == {name: "kd" if name == "kd" else "simkd" for name in params}
 
 
 def test_the_kl_variant_never_has_a_negative_loss(store):
@@ -144,7 +145,8 @@ def test_the_multi_projector_is_dropped_from_the_deployed_model(store):
     (["train-teacher", "--epochs", "3", "--milestones", "5"], "milestones"),
     (["simkd", "--teacher", "x", "--multi-weight", "1.5"], "multi-weight"),
     (["simkd", "--teacher", "x", "--factor", "0"], "factor"),
-    (["image-kd", "--teacher", "x", "--alpha", "2"], "alpha"),
+    (["image-kd", "--teacher", "x", "--kd-weight", "-1"], "kd-weight"),
+    (["simkd", "--teacher", "0123456789abcdef"], "not found in the tracking store"),
     (["train-teacher", "--lr", "-1"], "lr"),
 ])
 def test_bad_input_is_one_line_and_no_run(store, capsys, argv, message):
@@ -155,10 +157,26 @@ def test_bad_input_is_one_line_and_no_run(store, capsys, argv, message):
     assert len(mlflow.search_runs(search_all_experiments=True)) == before
 
 
-def test_a_student_refuses_a_teacher_that_is_not_a_resnet(store, capsys):
-    student = _children(store["students"]["l2"])[0]
-    assert main(["simkd", "--teacher", f"runs:/{student.info.run_id}/model", "--epochs", "1", "--seeds", "0"]) == 2
-    assert "not a ResNet teacher" in capsys.readouterr().err
+@pytest.mark.parametrize("which", ["seed run", "parent run"])
+def test_a_student_refuses_what_is_not_a_teacher_in_one_line(store, capsys, which):
+    """A student's run, by its own id or its parent's, names no teacher: one line, exit 2, no run."""
+    parent = store["students"]["l2"]
+    reference = f"runs:/{_children(parent)[0].info.run_id}/model" if which == "seed run" else parent
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    assert main(["simkd", "--teacher", reference, "--epochs", "1", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("is not a finished teacher" in err[0] or "names no teacher" in err[0])
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+
+
+def test_a_teacher_named_by_its_parent_run_teaches_each_seed_its_own(store):
+    """The id train-teacher printed: each student seed learns from the teacher of its seed, or every seed
+    from the one --teacher-seed names."""
+    teachers = {run.data.tags["kdtrack.seed"]: run.info.run_id for run in _children(store["teacher"])}
+    own = run("simkd", "--epochs", "1", "--seeds", SEEDS, "--teacher", store["teacher"])
+    assert {kid.data.tags["kdtrack.seed"]: kid.data.tags["kdtrack.teacher_run_ids"] for kid in _children(own)} == teachers
+    one = run("simkd", "--epochs", "1", "--seeds", SEEDS, "--teacher", store["teacher"], "--teacher-seed", "1")
+    assert {kid.data.tags["kdtrack.teacher_run_ids"] for kid in _children(one)} == {teachers["1"]}
 
 
 def test_torchrun_leaves_one_run_per_seed(store, tmp_path):
@@ -187,14 +205,16 @@ def _experiments() -> list[str]:
     return [experiment.experiment_id for experiment in MlflowClient().search_experiments()]
 
 
-def test_a_learning_rate_sweep_is_a_cell_per_rate_under_one_run(store):
-    sweep = run("simkd", "--epochs", "1", "--seeds", "0", "--teacher", store["teacher_model"], "--lr", "0.01,0.05")
-    parent = MlflowClient().get_run(sweep)
-    assert parent.data.tags["kdtrack.task"] == "sweep" and parent.data.params["lr"] == "0.01,0.05"
-    assert "kdtrack.config_hash" not in parent.data.tags  # a sweep is not a configuration of its own
-    cells = sorted(MlflowClient().search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{sweep}'"),
-                   key=lambda run: float(run.data.params["lr"]))
-    assert [cell.data.params["lr"] for cell in cells] == ["0.01", "0.05"]
-    for cell in cells:
-        assert cell.info.status == "FINISHED" and cell.data.tags["kdtrack.method"] == "simkd"
-        assert [child.data.params["lr"] for child in _children(cell.info.run_id)] == [cell.data.params["lr"]]
+def test_several_rates_are_tuned_on_the_holdout_then_the_chosen_one_trains_every_seed(store):
+    """--lr with several rates: a tune cell tries each at every seed and chooses on the holdout; the student
+    then trains at the chosen rate, its runs naming the rate, that it was tuned and by which run."""
+    printed = run("simkd", "--epochs", "1", "--seeds", SEEDS, "--teacher", store["teacher_model"], "--lr", "0.01,0.05")
+    student = MlflowClient().get_run(printed)
+    tune = MlflowClient().get_run(student.data.params["tuned_by"])
+    assert tune.data.tags["kdtrack.task"] == "tune" and tune.data.params["lrs"] == "0.01,0.05"
+    trials = MlflowClient().search_runs([tune.info.experiment_id], f"tags.mlflow.parentRunId = '{tune.info.run_id}'")
+    scores = {float(trial.data.params["lr"]): trial.data.metrics["selection_acc_mean"] for trial in trials}
+    assert set(scores) == {0.01, 0.05} and tune.data.metrics["best_lr"] == max(scores, key=scores.get)
+    for kid in _children(printed):
+        assert float(kid.data.params["lr"]) == tune.data.metrics["best_lr"]
+        assert (kid.data.params["tuned"], kid.data.params["tuned_by"]) == ("lr", tune.info.run_id)

@@ -7,7 +7,7 @@ from torch import nn
 
 from kdtrack.distillers import make_distiller
 from kdtrack.engine.minibatch import Loader, MinibatchStep, Samples, train_network
-from kdtrack.engine.optim import OptimConfig
+from kdtrack.engine import OptimConfig, TrainSpec
 
 SGD = OptimConfig(0.1, "sgd", 5e-4, schedule="multistep", momentum=0.9, milestones=(3,), gamma=0.1)
 
@@ -30,8 +30,8 @@ def _identity(x: torch.Tensor, generator) -> torch.Tensor:
 def _train(seed: int = 0, epochs: int = 6, select_on: str = "accuracy"):
     fit, valid, selection = _samples(96, 1), _samples(40, 2), _samples(40, 3)
     student = _network(seed)
-    result, model = train_network(student, None, make_distiller("ce", epochs), fit, valid, selection, epochs, SGD,
-                                  Loader(16, _identity, seed), select_on)
+    result, model = train_network(student, None, make_distiller("ce", epochs), fit, valid, selection,
+                                  TrainSpec(epochs, SGD, select_on), Loader(16, _identity, seed))
     return result, model, valid, selection
 
 
@@ -68,8 +68,8 @@ def test_the_same_seed_gives_the_same_numbers_and_another_seed_others():
 
 def test_the_rate_drops_by_gamma_after_each_milestone_epoch():
     fit = _samples(96, 1)
-    step = MinibatchStep(_network(0), None, make_distiller("ce", 5), fit, fit, None, 5, SGD, Loader(32, _identity, 0),
-                         "objective", "cpu")
+    step = MinibatchStep(_network(0), None, make_distiller("ce", 5), fit, fit, None, TrainSpec(5, SGD),
+                         Loader(32, _identity, 0))
     rates = []
     for epoch in range(5):
         step.run(epoch, epoch + 1)
@@ -83,5 +83,5 @@ def test_a_batch_size_that_does_not_divide_among_processes_is_refused(monkeypatc
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 0)
     fit = _samples(8, 1)
     with pytest.raises(ValueError, match="does not divide among 3 processes"):
-        MinibatchStep(_network(0), None, make_distiller("ce", 1), fit, fit, None, 1, SGD, Loader(64, _identity, 0),
-                      "objective", "cpu")
+        MinibatchStep(_network(0), None, make_distiller("ce", 1), fit, fit, None, TrainSpec(1, SGD),
+                      Loader(64, _identity, 0))

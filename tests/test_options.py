@@ -19,7 +19,7 @@ from kdtrack.cli import build_parser, main
 from kdtrack.distillers import DISTILL_METHODS
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.multidomain.cells.tune import DEFAULT_GRIDS
-from kdtrack.multidomain.options import DistillOptions, TrainOptions
+from kdtrack.multidomain.options import DistillOptions, MLPTrainOptions
 from servers import all_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,10 +236,10 @@ teachers:
 tune: {kd: {alpha: [0.3, 0.7]}, epochs: 3}
 methods:
   baseline: {task: baseline}
-  kd: {teachers: es, distill: {method: kd, alpha: 0.5, temperature: 9}}
+  kd: {teachers: es, distill: {distiller: kd, alpha: 0.5, temperature: 9}}
   kd-es: {teachers: es, train: {early_stopping: true}, distill: {alpha: tuned, temperature: {default: 9, small: 4}}}
 """
-TRAIN_KEYS = {field.name for field in dataclasses.fields(TrainOptions)}
+TRAIN_KEYS = {field.name for field in dataclasses.fields(MLPTrainOptions)}
 SECTIONS = {  # where a key can go, and the keys it takes
     (): {"epochs", "train", "teachers", "tune", "methods"}, ("train",): TRAIN_KEYS, ("teachers", "es"): TRAIN_KEYS,
     ("tune",): {"epochs", *DEFAULT_GRIDS}, ("tune", "kd"): {"alpha", "temperature"},

@@ -13,8 +13,9 @@ import pytest
 
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
-from kdtrack.multidomain.study import StudyConfig
-from kdtrack.scheduler import plan_cells, waited_on_first
+from kdtrack.multidomain.study import MULTIDOMAIN
+from kdtrack.spine.study import StudyConfig
+from kdtrack.spine.scheduler import plan_cells, waited_on_first
 
 CONFIG = {
     "epochs": 40,
@@ -45,7 +46,7 @@ def write_config(tmp_path) -> str:
 
 
 def test_plan_puts_dependencies_first_and_trains_shared_teachers_once(tracking_uri, dataset):
-    cells = StudyConfig("study.yaml", CONFIG).cells(load_multidomain(dataset), (0, 10), None)
+    cells = MULTIDOMAIN.cells(StudyConfig("study.yaml", CONFIG), load_multidomain(dataset), (0, 10), None, "cpu")
     plan = [cell for cell, _ in plan_cells(cells, resume=True)]
     names = [cell.name for cell in plan]
     assert names.count("teachers · tiny") == 1, "kd, kd-es and kd-bn share one teachers cell"
@@ -60,7 +61,7 @@ def test_plan_puts_dependencies_first_and_trains_shared_teachers_once(tracking_u
 def test_workers_start_what_the_longest_chains_wait_on_first(tracking_uri, dataset):
     """Teachers gate a tune cell that gates a student: teachers, then the tune cell, then the others in plan
     order (the baseline, which nothing waits on, among them)."""
-    cells = StudyConfig("study.yaml", CONFIG).cells(load_multidomain(dataset), (0, 10), None)
+    cells = MULTIDOMAIN.cells(StudyConfig("study.yaml", CONFIG), load_multidomain(dataset), (0, 10), None, "cpu")
     plan = plan_cells(cells, resume=True)
     first = [cell.name for cell, _ in waited_on_first(plan)]
     rest = [cell.name for cell, _ in plan if cell.name not in ("teachers · tiny", "kd-es-tune · tiny")]

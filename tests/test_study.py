@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
 from kdtrack.multidomain import make_multidomain, save_multidomain
-from kdtrack.multidomain.study import load_study_config
+from kdtrack.spine.study import read_config
 
 SEEDS = "0,10"
 
@@ -70,10 +70,10 @@ def test_tune_grid_tries_alpha_0_once_and_only_what_a_method_can_tune():
         {"alpha": 0.0, "temperature": 2.0}, {"alpha": 0.5, "temperature": 2.0}, {"alpha": 0.5, "temperature": 6.0}]
     assert TuneGrid("kd").alphas[0] == 0.0  # the default grid can choose not to distil
     assert TuneGrid("anneal-jafari", temperatures=(9.0, 18.0)).trials() == [{"temperature": 9.0}, {"temperature": 18.0}]
-    for grid, message in (({"method": "anneal-jafari", "alphas": (0.5,)}, "alphas: method anneal-jafari has no alpha"),
-                          ({"method": "anneal-cosine"}, "method 'anneal-cosine' cannot be tuned"),
-                          ({"method": "anneal-jafari", "temperatures": (4.5,)}, "must be whole numbers"),
-                          ({"method": "kd", "alphas": (1.5,)}, "alphas must be values in [0, 1]")):
+    for grid, message in (({"distiller": "anneal-jafari", "alphas": (0.5,)}, "alphas: distiller anneal-jafari has no alpha"),
+                          ({"distiller": "anneal-cosine"}, "distiller 'anneal-cosine' cannot be tuned"),
+                          ({"distiller": "anneal-jafari", "temperatures": (4.5,)}, "must be whole numbers"),
+                          ({"distiller": "kd", "alphas": (1.5,)}, "alphas must be values in [0, 1]")):
         with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
             TuneGrid(**grid)
 
@@ -82,7 +82,7 @@ def test_tune_of_annealing_scores_each_tau_max_as_a_distill_run_would(tracking_u
     common = ["--data", dataset, "--seeds", SEEDS, "--epochs", "30", "--selection", "validation"]
     tune_id = run(["tune", *common, "--method", "anneal-jafari", "--temperatures", "2,5"]).split()[-1]
     tune = MlflowClient().get_run(tune_id)
-    assert tune.data.params["tuned_method"] == "anneal-jafari" and tune.data.params["temperatures"] == "2,5"
+    assert tune.data.params["distiller"] == "anneal-jafari" and tune.data.params["temperatures"] == "2,5"
     trials = {float(c.data.params["temperature"]): c.data.metrics["selection_acc_mean"] for c in children(tune_id)
               if c.data.tags["kdtrack.task"] == "tune-trial"}
     assert set(trials) == {2.0, 5.0}
@@ -104,15 +104,15 @@ methods:
   baseline: {task: baseline}
   kd-es:
     teachers: es
-    distill: {method: kd, alpha: tuned, temperature: {default: 9, small: 4}}
+    distill: {distiller: kd, alpha: tuned, temperature: {default: 9, small: 4}}
   anneal:
     teachers: es
     train: {early_stopping: false}
-    distill: {method: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
+    distill: {distiller: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
   anneal-twin:             # the same configuration under another name: a row of its own
     teachers: es
     train: {early_stopping: false}
-    distill: {method: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
+    distill: {distiller: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
 """
 
 
@@ -176,7 +176,7 @@ def test_compare_reports_the_seed_runs_mean_and_sample_std(tracking_uri, dataset
 
 
 def test_report_config_holds_the_reports_hyperparameters():
-    config = load_study_config("configs/report.yaml")
+    config = read_config("configs/report.yaml")
     expected = {  # the report's Table: Q2 (alpha, T), Q3 M1 (alpha, T), Q3 M2 (alpha, T_max)
         "data": ((0.5, 9), (0.81, 9), (0.81, 9)),
         "data_d0.75": ((0.5, 9), (0.69, 9), (0.69, 9)),
@@ -184,15 +184,15 @@ def test_report_config_holds_the_reports_hyperparameters():
         "data_d0.25": ((0.5, 18), (0.3, 9), (0.72, 33)),
     }
     for stem, values in expected.items():
-        cells = {method.label: method for method in config.methods(stem, None)}
-        assert [(cells[m].distill.alpha, cells[m].distill.temperature) for m in ("kd", "kd-es")] == list(values[:2])
-        assert cells["anneal"].distill.temperature == values[2][1]  # the report's T_max as tau_max
-        assert (cells["anneal-cosine"].distill.alpha, cells["anneal-cosine"].distill.temperature) == values[2]
-        assert cells["kd-es"].train.early_stopping and not cells["kd"].train.early_stopping
-        assert cells["kd-es"].teacher_train.early_stopping and not cells["kd"].teacher_train.early_stopping
-        assert all(cell.train.selection == "validation" and cell.train.epochs == 30000 for cell in cells.values())
-        assert cells["anneal"].distill.method == "anneal-jafari" and cells["kd"].distill.step_order == "per-domain"
-        assert cells["anneal"].train.early_stopping, "kdtrack keeps annealing's best final-phase checkpoint"
+        cells = {method.label: method for method in config.method_specs(stem)}
+        assert [(cells[m].distill["alpha"], cells[m].distill["temperature"]) for m in ("kd", "kd-es")] == list(values[:2])
+        assert cells["anneal"].distill["temperature"] == values[2][1]  # the report's T_max as tau_max
+        assert (cells["anneal-cosine"].distill["alpha"], cells["anneal-cosine"].distill["temperature"]) == values[2]
+        assert cells["kd-es"].train["early_stopping"] and not cells["kd"].train["early_stopping"]
+        assert cells["kd-es"].teachers["early_stopping"] and not cells["kd"].teachers["early_stopping"]
+        assert all(cell.train["selection"] == "validation" and cell.train["epochs"] == 30000 for cell in cells.values())
+        assert cells["anneal"].distill["distiller"] == "anneal-jafari" and cells["kd"].distill["step_order"] == "per-domain"
+        assert cells["anneal"].train["early_stopping"], "kdtrack keeps annealing's best final-phase checkpoint"
 
 
 @pytest.mark.parametrize("text,message", [
@@ -208,8 +208,8 @@ def test_report_config_holds_the_reports_hyperparameters():
     ("tune: {alphas: [0.3]}\nmethods: {kd: {}}\n", "tune: unknown key 'alphas'"),
     ("tune: {kd: {alpha: [0.3], beta: [1]}}\nmethods: {kd: {distill: {alpha: tuned}}}\n", "tune.kd: unknown key 'beta'"),
     ("tune: {kd: {alpha: [2]}}\nmethods: {kd: {distill: {alpha: tuned}}}\n", "tune.kd: alphas must be values in [0, 1]"),
-    ("methods: {a: {distill: {method: anneal-jafari, alpha: tuned}}}\n", "alpha cannot be tuned for anneal-jafari"),
-    ("methods: {a: {distill: {method: anneal-cosine, temperature: tuned}}}\n", "tunable: nothing"),
+    ("methods: {a: {distill: {distiller: anneal-jafari, alpha: tuned}}}\n", "alpha cannot be tuned for anneal-jafari"),
+    ("methods: {a: {distill: {distiller: anneal-cosine, temperature: tuned}}}\n", "tunable: nothing"),
 ])
 def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, dataset, tmp_path, capsys, text, message):
     config = tmp_path / "bad.yaml"

@@ -1,1 +1,1 @@
-"""Reading the store back: tables (and, later, plots) over finished runs."""
+"""Reading the store back: tables and figures over finished runs, written to a folder and logged as a run."""

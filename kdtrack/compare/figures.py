@@ -139,6 +139,66 @@ def paired_differences(diffs: pd.DataFrame, reference: str) -> Figure:
     return figure
 
 
+def sweeps(trials: dict[str, tuple[pd.DataFrame, dict[str, float]]]) -> Figure:
+    """A panel per tune run: holdout accuracy against the first tuned option (the learning rate on a log
+    axis, ticked at the values tried), each seed a point and the mean over seeds a line, a line per setting
+    of the other tuned options; the chosen setting ringed. Each entry is a tune run's trials
+    (kdtrack.spine.tuning.trials_table) and its chosen values, by the panel's title."""
+    columns = min(3, len(trials))
+    rows = -(-len(trials) // columns)
+    figure = _figure(rows, columns, width=4.4, height=3.4)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (title, (table, chosen)) in zip(axes, trials.items()):
+        options = [column for column in table.columns if column not in ("trial", "seed", "selection_acc", "selection_ce")]
+        swept, others = options[0], options[1:]
+        for colour, (setting, group) in enumerate(table.groupby(others, sort=True) if others else [((), table)]):
+            means = group.groupby(swept)["selection_acc"].mean() * 100
+            name = ", ".join(f"{option} {value:g}" for option, value in zip(others, np.atleast_1d(setting))) or None
+            ax.plot(means.index, means.to_numpy(), "-o", color=f"C{colour % 10}", ms=4, lw=1.2, label=name)
+            ax.scatter(group[swept], 100 * group["selection_acc"], s=10, color=f"C{colour % 10}", alpha=0.45, lw=0)
+            if all(chosen.get(option) == value for option, value in zip(others, np.atleast_1d(setting))) \
+                    and chosen.get(swept) in means.index:
+                ax.scatter([chosen[swept]], [means[chosen[swept]]], s=120, facecolors="none", edgecolors="black",
+                           lw=1.2, zorder=4, label="chosen")
+        values = sorted(table[swept].unique())
+        if swept == "lr":
+            ax.set_xscale("log")
+        ax.set_xticks(values, [f"{value:g}" for value in values])
+        ax.minorticks_off()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(swept)
+        ax.set_ylabel("holdout accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(trials):]:
+        ax.axis("off")
+    figure.suptitle("Tuning on the holdout: each seed (points), their mean (line), the chosen setting (ring)")
+    return figure
+
+
+def accuracy_vs_size(rows: pd.DataFrame, metric: str, label: str) -> Figure:
+    """Per dataset, each method's accuracy (mean and sample std over seeds, each seed a point) against the
+    parameters of the model it deploys (for SimKD: backbone, projector and the reused classifier), in
+    millions. `rows`: dataset, method, seed, model_parameters, metric."""
+    datasets = list(dict.fromkeys(rows["dataset"]))
+    figure = _figure(1, len(datasets), width=6.4, height=4.4)
+    for ax, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
+        group = rows[rows["dataset"] == dataset]
+        for colour, (method, runs) in enumerate(group.groupby("method", sort=False)):
+            size, values = float(runs["model_parameters"].median()) / 1e6, 100 * runs[metric].to_numpy(dtype=float)
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.errorbar(size, values.mean(), yerr=std, fmt="o", color=f"C{colour % 10}", capsize=4, label=method)
+            ax.scatter(np.full(len(values), size), values, s=10, color=f"C{colour % 10}", alpha=0.45, lw=0)
+            ax.annotate(method, (size, values.mean()), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        ax.margins(x=0.2)
+        ax.set_xlabel("parameters of the deployed model (millions)")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    figure.axes[0].set_ylabel(f"{label} (%)")
+    figure.suptitle("Accuracy against the deployed model's size\nmean ± sample std over seeds, each seed a point")
+    return figure
+
+
 def _method_panels(rows: pd.DataFrame, column: str, scale: float,
                    summary: Callable[[Axes, int, np.ndarray], None]) -> tuple[Figure, list[tuple[Axes, pd.DataFrame]]]:
     """A panel per dataset of `rows` with a place per method: `summary` draws the method's values of

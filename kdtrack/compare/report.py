@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from matplotlib.figure import Figure
 
 from .. import tracking
 from ..errors import InputError
-from ..multidomain.data import load_multidomain
 from . import figures
 from .tables import STUDENT_KEYS, TEACHER_KEYS, current_rows, paired_diffs, paired_table, render, summary_table, wide_table
 
 METRIC_LABELS = {"model_val_acc": "validation accuracy of the logged model",
-                 "best_val_acc": "validation accuracy of the best checkpoint",
+                 "best_val_acc": "validation accuracy at the selected epoch",
                  "final_val_acc": "validation accuracy at the last epoch"}
+Extras = Callable[[pd.DataFrame, list[str]], dict[str, Figure]]
+"""A study's own figures from finished per-seed runs, noting in the list why one cannot be drawn."""
 
 
 @dataclass
@@ -48,11 +50,15 @@ class Report:
 
 
 def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None = None,
-                 metric: str = "model_val_acc", order: list[str] | None = None) -> Report:
+                 metric: str = "model_val_acc", order: list[str] | None = None, tunes: pd.DataFrame | None = None,
+                 extras: Extras | None = None) -> Report:
     """Tables and figures over `runs` (rows of tracking.finished_seed_runs): the summary (of the teachers
-    with `teachers`), the paired table against `paired`, and the figures for them; datasets and methods in
-    `order` where it names them."""
+    with `teachers`), the paired table against `paired`, and the figures for them; the learning-rate (or
+    any option's) sweeps of the tune runs `tunes` (rows of tracking.finished_tune_runs); the figures the
+    studies draw themselves (`extras`). Datasets and methods in `order` where it names them."""
     report = Report()
+    domain = runs["domain"].astype(object)
+    runs = runs.assign(domain=domain.where(domain.notna(), runs["arch"]))  # image teachers: one per architecture
     students, notes = current_rows(runs, order=order)
     teacher_rows, teacher_notes = current_rows(runs, teachers=True)
     report.notes = teacher_notes if teachers else notes
@@ -62,15 +68,19 @@ def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None 
         report.tables[f"paired_{paired}"] = paired_table(students, paired, metric)
     if not students.empty:
         _student_figures(report, students, metric, paired)
+        report.figures.update(extras(students, report.notes) if extras else {})
     if not teacher_rows.empty:
-        curves = _histories(teacher_rows, "domain", lambda domain: f"domain {domain}")
-        report.figures["teacher_curves"] = figures.curves(curves, "Teachers per domain: mean ± std over seeds")
+        curves = _histories(teacher_rows, "domain", lambda domain: f"domain {domain}" if domain.isdigit() else domain)
+        report.figures["teacher_curves"] = figures.curves(curves, "Teachers: mean ± std over seeds")
+    if tunes is not None and not tunes.empty:
+        report.figures["sweep"] = figures.sweeps(_sweeps(tunes, order or []))
     return report
 
 
 def _student_figures(report: Report, students: pd.DataFrame, metric: str, paired: str | None) -> None:
     label = METRIC_LABELS[metric]
-    report.figures["accuracy"] = figures.accuracy_bars(students, metric, label[0].upper() + label[1:])
+    label = label[0].upper() + label[1:]
+    report.figures["accuracy"] = figures.accuracy_bars(students, metric, label)
     histories = _histories(students, "method", str)
     report.figures["curves"] = figures.curves(
         histories, "Baseline and students: mean ± std over seeds (each method's loss is its own objective)")
@@ -79,12 +89,22 @@ def _student_figures(report: Report, students: pd.DataFrame, metric: str, paired
     annealed = {method: by_dataset for method, by_dataset in annealed.items() if by_dataset}
     if annealed:
         report.figures["annealing"] = figures.schedules(annealed, "Annealing: temperature over epochs\n(final phase shaded)")
-    for dataset, rows in students[students["arch"].isna()].groupby("dataset"):  # MLPs on points, not images
-        panels = _boundary_panels(rows, report.notes)
-        if panels is not None:
-            report.figures[f"boundaries_{dataset}"] = panels(dataset)
+    networks = students[students["arch"].notna()]
+    if not networks.empty:  # what SimKD deploys beside what it scores
+        report.figures["accuracy_vs_size"] = figures.accuracy_vs_size(networks, metric, label)
     if paired:
         report.figures[f"paired_{paired}"] = figures.paired_differences(paired_diffs(students, paired, metric), paired)
+
+
+def _sweeps(tunes: pd.DataFrame, order: list[str]) -> dict[str, tuple[pd.DataFrame, dict[str, float]]]:
+    """Each tune run's trials and choice, by the method it tuned (its label less `-tune`), newest first per
+    method, in `order` where it names them."""
+    tunes = tunes.assign(tuned=tunes["method"].str.removesuffix("-tune")).sort_values("start_time", ascending=False)
+    tunes = tunes.drop_duplicates(["dataset", "tuned"])
+    place = {name: index for index, name in enumerate(order)}
+    tunes = tunes.assign(place=tunes["tuned"].map(place).fillna(len(order))).sort_values(["place", "start_time"])
+    return {f"{row.tuned} · {row.dataset}": (tracking.load_trials(row.artifact_uri), row.chosen)
+            for row in tunes.itertuples()}
 
 
 def _histories(rows: pd.DataFrame, group: str, name) -> dict[str, dict[str, list[pd.DataFrame]]]:
@@ -101,37 +121,6 @@ def _by_method(histories: dict[str, dict[str, list[pd.DataFrame]]]) -> dict[str,
         for method, runs in groups.items():
             out.setdefault(method, {})[dataset] = runs
     return out
-
-
-def _boundary_panels(rows: pd.DataFrame, notes: list[str]):
-    """For 2-D data whose file can be read here: a function drawing the baseline, the domain teachers and
-    every student of one seed (the lowest every method has) over the validation points."""
-    dataset = rows["dataset"].iloc[0]
-    try:
-        data = load_multidomain(rows["data"].iloc[0])
-    except (InputError, TypeError) as error:
-        notes.append(f"{dataset}: no decision boundaries, its data file cannot be read here ({error})")
-        return None
-    common = set.intersection(*(set(group["seed"]) for _, group in rows.groupby("method")))
-    if data.valid.x.shape[1] != 2 or not common:
-        return None
-    seed = min(common, key=int)
-    runs = rows[rows["seed"] == seed]
-    baseline, students = runs[runs["task"] == "baseline"], runs[runs["task"] == "student"]
-    first = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
-             for run in baseline.itertuples()]
-    if not students.empty:  # the teachers the first student learnt from
-        first += [(f"teacher, domain {domain}", tracking.load_model(run_id))
-                  for domain, run_id in zip(data.domains, students["teacher_run_ids"].iloc[0].split(","))]
-    second = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
-              for run in students.itertuples()]
-    valid = data.valid
-
-    def draw(name: str) -> Figure:
-        return figures.decision_boundaries([row for row in (first, second) if row], valid.x, valid.y, valid.d,
-                                           f"{name}, seed {seed}: decisions over the validation points "
-                                           "(validation accuracy in the titles)")
-    return draw
 
 
 def log_compare_run(report: Report, experiment: str | None, params: dict[str, str]) -> str:

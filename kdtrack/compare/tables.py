@@ -50,9 +50,14 @@ def _ordered(rows: pd.DataFrame, group: str, order: list[str]) -> pd.DataFrame:
 
 
 def summary_table(rows: pd.DataFrame, keys: list[str], metric: str = "model_val_acc") -> pd.DataFrame:
-    """Per group of `keys`: n, and the mean and sample std of `metric` in percent."""
-    table = rows.groupby(keys, sort=False)[metric].agg(n="count", val_acc_mean="mean", val_acc_std="std")
+    """Per group of `keys`: n, and the mean and sample std of `metric` in percent; for networks (the image
+    study), what the logged model deploys beside it: its parameters and its median CPU latency per image."""
+    groups = rows.groupby(keys, sort=False)
+    table = groups[metric].agg(n="count", val_acc_mean="mean", val_acc_std="std")
     table[["val_acc_mean", "val_acc_std"]] *= 100
+    if rows["arch"].notna().any():
+        table["parameters"] = groups["model_parameters"].median().astype("Int64")
+        table["latency_ms"] = groups["latency_ms_per_image"].median()
     return table.reset_index()
 
 

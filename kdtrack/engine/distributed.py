@@ -30,3 +30,10 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every process (the first may still be logging what the others need next, such as a tune
+    cell's choice); nothing without torchrun."""
+    if dist.is_initialized():
+        dist.barrier()

@@ -21,8 +21,8 @@ from torch.utils.data import DistributedSampler
 
 from ..distillers.base import CROSS_ENTROPY, Distiller, Objective
 from ..progress import Progress
-from .optim import OptimConfig, make_optimizer, make_scheduler
-from .trainer import TrainResult, Selector, run_epochs
+from .optim import make_optimizer, make_scheduler
+from .trainer import Selector, TrainResult, TrainSpec, run_epochs
 from .native import HISTORY
 
 Transform = Callable[[Tensor, "torch.Generator | None"], Tensor]
@@ -48,12 +48,12 @@ class Loader:
 
 
 def train_network(student: nn.Module, teacher: nn.Module | None, distiller: Distiller, fit: Samples, valid: Samples,
-                  selection: Samples | None, epochs: int, optim: OptimConfig, loader: Loader, select_on: str,
-                  device: str = "cpu", progress: Progress | None = None) -> tuple[TrainResult, nn.Module]:
+                  selection: Samples | None, spec: TrainSpec, loader: Loader,
+                  progress: Progress | None = None) -> tuple[TrainResult, nn.Module]:
     """Train `student` (and the distiller's parts) against a frozen `teacher`; the result (a stack of one)
     and the deployable model of the selected checkpoint."""
-    step = MinibatchStep(student, teacher, distiller, fit, valid, selection, epochs, optim, loader, select_on, device)
-    result = run_epochs(step, distiller, epochs, 1, progress, selection is not None, "torch")
+    step = MinibatchStep(student, teacher, distiller, fit, valid, selection, spec, loader)
+    result = run_epochs(step, distiller, spec.epochs, 1, progress, selection is not None, "torch")
     step.trainee.load_state_dict(result.best)
     return result, distiller.deployable(student, teacher).eval()
 
@@ -73,8 +73,8 @@ class Trainee(nn.Module):
 
 
 class MinibatchStep:
-    def __init__(self, student, teacher, distiller, fit, valid, selection, epochs, optim, loader, select_on, device):
-        self.device, self.select_on, self.loader = torch.device(device), select_on, loader
+    def __init__(self, student, teacher, distiller, fit, valid, selection, spec: TrainSpec, loader: Loader):
+        self.device, self.select_on, self.loader = torch.device(spec.device), spec.select_on, loader
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         if loader.batch_size % self.world:
@@ -92,9 +92,9 @@ class MinibatchStep:
         self.augment = torch.Generator().manual_seed(loader.seed * 1000 + self.rank)
         steps = len(self.sampler) // (loader.batch_size // self.world) + bool(len(self.sampler) % (loader.batch_size // self.world))
         trained = [p for p in self.trainee.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(trained, optim)
-        self.scheduler = make_scheduler(self.optimizer, optim, epochs * steps, steps_per_epoch=steps)
-        self.selector = Selector(1, select_on, len(self.scored.y))
+        self.optimizer = make_optimizer(trained, spec.optim)
+        self.scheduler = make_scheduler(self.optimizer, spec.optim, spec.epochs * steps, steps_per_epoch=steps)
+        self.selector = Selector(1, spec.select_on, len(self.scored.y))
         self.best = self._state()
 
     def run(self, first: int, last: int) -> np.ndarray:

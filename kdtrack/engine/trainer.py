@@ -69,6 +69,17 @@ class Batch:
         return Batch(*(None if value is None else value.to(device) for value in (self.x, self.y, self.mask, self.teacher)))
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """How a training runs, as it travels from the options to the engine: epochs, the optimiser and its
+    schedule, what selects the checkpoint (SELECT_ON), and the device."""
+
+    epochs: int
+    optim: OptimConfig
+    select_on: str = "objective"
+    device: str = "cpu"
+
+
 @dataclass
 class TrainResult:
     history: dict[str, np.ndarray]
@@ -87,20 +98,17 @@ def train(
     distiller: Distiller,
     train_batches: list[Batch],
     valid: Batch,
-    epochs: int,
-    optim: OptimConfig,
+    spec: TrainSpec,
     selection: Batch | None = None,
     progress: Progress | None = None,
-    select_on: str = "objective",
-    device: torch.device | str = "cpu",
 ) -> TrainResult:
     """Train every model of the stack; one optimizer step per training batch per epoch.
 
-    Checkpoints are selected by `select_on` (SELECT_ON) over `selection` when given (a split held out from
-    training), else over `valid`; selection metrics are logged only in the first case. Only epochs the
+    Checkpoints are selected by `spec.select_on` (SELECT_ON) over `selection` when given (a split held out
+    from training), else over `valid`; selection metrics are logged only in the first case. Only epochs the
     distiller calls selectable compete.
     """
-    device = torch.device(device)
+    device, epochs, optim, select_on = torch.device(spec.device), spec.epochs, spec.optim, spec.select_on
     reason = native.why_not(model, device)
     if reason is None:
         step = NativeStep(model, distiller, train_batches, valid, epochs, optim, selection, select_on)

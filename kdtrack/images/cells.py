@@ -1,46 +1,49 @@
-"""The image cells: a network per seed (a teacher, a KD student or a SimKD student), trained one seed after
-another by the one engine's mini-batch step, each logged as a child run of the cell's run.
+"""The image cells: a network per seed (a teacher, a student alone, a KD or a SimKD student), trained one seed
+after another by the one engine's mini-batch step, each logged as a child run of the cell's run; and the tune
+cell that chooses a cell's learning rate on the holdout.
 
 Under torchrun every process trains every seed together (DistributedDataParallel) and only the first
 process talks to MLflow, so one command leaves one run per seed.
 """
 from __future__ import annotations
 
-import time
-from contextlib import nullcontext
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .. import tracking
-from ..cells import Cell, mean_std
-from ..compare import figures
 from ..distillers import make_distiller
 from ..distillers.base import Distiller
-from ..distillers.simkd import SimKD
 from ..engine import TrainResult
 from ..engine.distributed import is_main_process, world_size
 from ..engine.minibatch import Loader, Samples, train_network
 from ..errors import InputError
-from ..models.resnet import CifarResNet, ResNetConfig, build_resnet
+from ..models.resnet import ResNetConfig, build_resnet
 from ..progress import Progress
+from ..spine.cells import ModelRecord, Stopwatch
+from ..spine.teachers import TEACHER_TASKS, Teachers, TeachersRun, TeachingCell, check_holdout, holdout_of
+from ..spine.tuning import Trial, TunedCell, TuneCell
 from . import augment
 from .data import ImageData, ImageSplit, holdout
-from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions
-
-LATENCY_REPEATS = 20
+from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions, scaled_milestones
 
 
 @dataclass(frozen=True, kw_only=True)
-class NetworkCell(Cell):
-    """Networks of `train.arch` on `data`, one per seed."""
+class NetworkCell(TunedCell):
+    """Networks of `train.arch` on `data`, one per seed. Making one checks the holdout, so a dataset too
+    small to carve one from is an error before any run opens."""
 
+    default_select_on = "accuracy"
     data: ImageData
     train: ImageTrainOptions
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.splits  # noqa: B018 (checks the holdout)
 
     @property
     def name(self) -> str:
@@ -54,41 +57,39 @@ class NetworkCell(Cell):
         except ValueError as error:
             raise InputError(f"{self.data.name}: {error}") from None
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
+    def distiller(self, student: nn.Module, teacher: nn.Module | None) -> Distiller:
         return make_distiller("ce", self.epochs)
 
-    def teacher_network(self) -> CifarResNet | None:
+    def teacher_network(self, seed: int) -> nn.Module | None:
         return None
 
-    def run(self) -> str | None:
-        """Train and log every seed; the parent run's id (None in a process other than the first)."""
-        main = is_main_process()
-        with tracking.parent_run(self.name, self.tags(), self.parent_params()) if main else nullcontext() as parent_id:
-            accuracies, histories = [], []
-            for seed in self.seeds:
+    def at_rate(self, lr: float, seeds: tuple[int, ...]) -> NetworkCell:
+        """This cell at learning rate `lr` (a trial of a tune cell), untuned, over `seeds`."""
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=lr), seeds=seeds, tuned=(), tuned_by=None)
+
+    def train_models(self, engine: Stopwatch) -> Iterator[ModelRecord]:
+        for seed in self.seeds:
+            with engine.timing():
                 result, model = self.train_seed(seed)
-                if main:
-                    seed_run = self._seed_run(seed, result, model)
-                    tracking.log_seed_run(seed_run, self.metric_every)
-                    accuracies.append(seed_run.summary["model_val_acc"])
-                    histories.append(seed_run.history)
-            if main:
-                tracking.log_summary(mean_std("val_acc", accuracies))
-                title = f"{self.name}: mean ± std over seeds"
-                tracking.log_figure(figures.curves({self.data.name: {self.label: histories}}, title), "curves.png")
-        return parent_id
+            yield self.record({"seed": seed}, result, 0, model, self._test, self._inputs,
+                              tags=self.seed_tags(seed), params={"world_size": str(world_size())})
+
+    def seed_tags(self, seed: int) -> dict[str, str]:
+        return {}
 
     def train_seed(self, seed: int) -> tuple[TrainResult, nn.Module]:
-        student = build_resnet(ResNetConfig(self.train.arch, self.data.n_classes, self.data.channels), seed)
-        teacher = self.teacher_network()
+        """One network of `seed`, at the chosen options: the result and the model it deploys."""
+        options = self.resolve(self.train)
+        student = build_resnet(ResNetConfig(options.arch, self.data.n_classes, self.data.channels), seed)
+        teacher = self.teacher_network(seed)
         distiller = self.distiller(student, teacher)  # after the student: its parts draw from the seeded stream
         fit, selection = self.splits
-        loader = Loader(self.train.batch_size, self._transform, seed)
-        progress = Progress(f"{self.model_name(seed=seed)}", self.epochs) if is_main_process() else None
+        loader = Loader(options.batch_size, self._transform, seed)
+        progress = Progress(self.model_name(seed=seed), self.epochs) if is_main_process() else None
         return train_network(student, teacher, distiller, _samples(fit), _samples(self.data.test), _samples(selection),
-                             self.epochs, self.train.optim, loader, self.train.select_on, self.device, progress)
+                             options.spec(self.device), loader, progress)
 
-    def _transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _transform(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
         """uint8 images -> the network's normalised input; random crops (and flips) under a generator."""
         if generator is not None:
             images = augment.random_crop(images, self.train.padding, generator)
@@ -96,41 +97,25 @@ class NetworkCell(Cell):
                 images = augment.random_flip(images, generator)
         return augment.to_float(images, self.data.mean, self.data.std)
 
-    def _seed_run(self, seed: int, result: TrainResult, model: nn.Module) -> tracking.SeedRun:
-        """A seed's record; its accuracy and latency are the deployed model's, scored on the CPU."""
-        model = model.cpu()
-        history = pd.DataFrame({"epoch": np.arange(1, self.epochs + 1)})
-        for name, values in result.history.items():
-            history[name] = values[:, 0] if values.ndim == 2 else values
-        best_epoch = int(result.best_epoch[0])
-        test = self._transform(augment.nchw(self.data.test.x), None)
-        summary = {
-            "best_epoch": best_epoch,
-            "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
-            "best_val_acc": float(history["val_acc"].iloc[best_epoch - 1]),
-            "final_val_acc": float(history["val_acc"].iloc[-1]),
-            "model_epoch": best_epoch,
-            "model_val_acc": accuracy(model, test, torch.from_numpy(self.data.test.y)),
-            "model_parameters": sum(parameter.numel() for parameter in model.parameters()),
-            "latency_ms_per_image": latency_ms(model, test[:1]),
-        }
-        tags = {**self.model_tags(seed=seed), "engine": result.engine, "device": self.device}
-        params = {**self.params(), **model.config.to_params(), "seed": str(seed), "world_size": str(world_size())}
+    @cached_property
+    def _test(self) -> tuple[Tensor, Tensor]:
+        """The test split as the networks see it: what each logged model is scored on."""
+        return self._transform(augment.nchw(self.data.test.x), None), torch.from_numpy(self.data.test.y)
+
+    @cached_property
+    def _inputs(self) -> dict[str, tracking.DataInput]:
         fit, selection = self.splits
-        inputs = {context: tracking.DataInput(split.x, split.y, self.data.source, self.data.name, digest)
-                  for context, split, digest in (("training", fit, self.data.fingerprint),
-                                                 ("selection", selection, self.data.fingerprint),
-                                                 ("validation", self.data.test, self.data.fingerprint))}
-        return tracking.SeedRun(self.model_name(seed=seed), tags, params, history, summary, model,
-                                test[:5].numpy(), inputs)
+        return {context: tracking.DataInput(split.x, split.y, self.data.source, self.data.name, split.fingerprint)
+                for context, split in (("training", fit), ("selection", selection), ("validation", self.data.test))}
 
 
 @dataclass(frozen=True, kw_only=True)
-class TeacherCell(NetworkCell):
-    """A network trained on the labels alone (method `ce`): a teacher for the students."""
+class TeacherCell(NetworkCell, TeachingCell):
+    """Networks trained on the labels alone (`ce`), to teach the students."""
 
     task = "teacher"
     member_task = "teacher"
+    shared = True
     label: str = "ce"
 
     @property
@@ -139,75 +124,161 @@ class TeacherCell(NetworkCell):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BaselineCell(NetworkCell):
+    """A student network trained on the labels alone: what every distilled student is compared with."""
+
+    task = "baseline"
+    member_task = "baseline"
+
+
+@dataclass(frozen=True, kw_only=True)
 class StudentCell(NetworkCell):
-    """A student taught by the network logged as `teacher` (a model URI)."""
+    """A student taught by `teachers` with `distill`'s objective (Hinton KD, or SimKD and its variants)."""
 
     task = "student"
     member_task = "student"
-    teacher: str
+    teachers: Teachers
+    distill: ImageKDOptions | SimKDOptions
 
     def __post_init__(self):
-        run = tracking.get_run(tracking.run_of_model(self.teacher))
-        if tracking.tag(run, "data_hash") != self.data.fingerprint:
-            raise InputError(f"teacher {self.teacher}: was trained on other data than {self.data.name!r}")
-        if not isinstance(self.teacher_network(), CifarResNet):
-            raise InputError(f"teacher {self.teacher}: is not a ResNet teacher (a teacher is logged by train-teacher)")
+        super().__post_init__()
+        check_holdout(self.train, self.teachers, f"teacher {self.teachers.option or 'cell'}")
 
     def identity(self) -> dict:
-        return {"teacher": tracking.run_of_model(self.teacher), "distill": self.method_options().params()}
+        return {**super().identity(), "distill": self.distill.params(), "teachers": self.teachers.hash}
+
+    def dependencies(self) -> tuple:
+        return super().dependencies() + self.teachers.teacher_cells(self.seeds)
 
     def params(self) -> dict[str, str]:
-        return {**super().params(), **self.method_options().params(), "teacher": self.teacher}
+        return {**super().params(), **self.distill.params(), "teacher": self.teachers.option}
 
-    def teacher_network(self) -> CifarResNet:
-        return tracking.load_model(self.teacher)
+    @cached_property
+    def teacher_runs(self) -> dict[tuple[int, ...], str]:
+        """Each seed's teacher run, looked up once for the cell."""
+        return self.teachers.runs(self.seeds)
 
-    def method_options(self) -> ImageKDOptions | SimKDOptions:
-        raise NotImplementedError
+    def teacher_network(self, seed: int) -> nn.Module:
+        return tracking.load_model(self.teacher_runs[(seed,)])
+
+    def seed_tags(self, seed: int) -> dict[str, str]:
+        return {"teacher_run_ids": self.teacher_runs[(seed,)]}
+
+    def distiller(self, student: nn.Module, teacher: nn.Module | None) -> Distiller:
+        return self.distill.distiller(self.epochs, student, teacher)
+
+
+@dataclass(frozen=True)
+class TeacherModel:
+    """One logged teacher, given as a per-seed run (`runs:/ID/model` or its id) or a registered model
+    (`models:/NAME@ALIAS`, `models:/NAME/VERSION`), resolved to its run once: every student seed learns from
+    it (an alias moved while a command runs changes nothing)."""
+
+    reference: str
+    run_id: str
+    data: ImageData
+
+    def __post_init__(self):
+        run = self._run
+        if tracking.tag(run, "task") not in TEACHER_TASKS or run.info.status != "FINISHED":
+            raise InputError(f"teacher {self.reference}: run {self.run_id} is not a finished teacher (its kdtrack.task "
+                             f"is {tracking.tag(run, 'task')!r}, its status {run.info.status})")
+        if tracking.tag(run, "data_hash") != self.data.fingerprint:
+            raise InputError(f"teacher {self.reference}: was trained on other data than {self.data.name!r}")
+
+    @cached_property
+    def _run(self):
+        return tracking.get_run(self.run_id)
+
+    @property
+    def hash(self) -> str:
+        return tracking.tag(self._run, "config_hash") or self.run_id
+
+    @property
+    def option(self) -> str:
+        return self.reference if self.run_id in self.reference else f"{self.reference} (run {self.run_id})"
+
+    @property
+    def holdout(self) -> dict[str, str]:
+        return holdout_of(self._run.data.params)
+
+    def teacher_cells(self, seeds: tuple[int, ...]) -> tuple:
+        return ()
+
+    def runs(self, seeds: tuple[int, ...]) -> dict[tuple[int, ...], str]:
+        return {(seed,): self.run_id for seed in seeds}
+
+
+def resolve_teacher(reference: str, data: ImageData, seed: int | None = None) -> Teachers:
+    """The teachers a `--teacher` names, looked up once: a train-teacher command's parent run (its id or
+    `runs:/ID`; each student seed learns from the teacher of its own seed, or all from `seed`'s), or one
+    teacher's run or registered model. Anything else is one line."""
+    run_id = tracking.run_of_model(reference)
+    run = tracking.get_run(run_id)
+    if tracking.tag(run, "seed") is not None:
+        if seed is not None:
+            raise InputError(f"teacher {reference}: names one teacher's run; a teacher seed goes with a parent run")
+        return TeacherModel(reference, run_id, data)
+    if tracking.tag(run, "task") in TEACHER_TASKS:
+        return TeachersRun(run_id, data, seed)
+    raise InputError(f"teacher {reference}: names no teacher (run {run_id} has kdtrack.task "
+                     f"{tracking.tag(run, 'task')!r}); pass the run id train-teacher printed, a seed run's "
+                     "runs:/ID/model, or a registered models:/NAME@ALIAS")
 
 
 @dataclass(frozen=True, kw_only=True)
-class KDCell(StudentCell):
-    label: str = "kd"
-    distill: ImageKDOptions
+class RateTuneCell(TuneCell, NetworkCell):
+    """The learning rates `rates` of the cell `target`, each trained at every seed of this cell (the tune
+    seeds) and scored on the holdout."""
 
-    def method_options(self) -> ImageKDOptions:
-        return self.distill
+    target: NetworkCell
+    rates: tuple[float, ...]
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
-        return make_distiller("kd", self.epochs, self.distill.alpha, self.distill.temperature)
+    @property
+    def tuned_options(self) -> tuple[str, ...]:
+        return ("lr",)
 
+    def identity(self) -> dict:
+        return {**super().identity(), "target": {"task": self.target.task, **self.target.identity()},
+                "rates": list(self.rates), "seeds": sorted(self.seeds)}
 
-@dataclass(frozen=True, kw_only=True)
-class SimKDCell(StudentCell):
-    label: str = "simkd"
-    distill: SimKDOptions
+    def dependencies(self) -> tuple:
+        return self.target.dependencies()
 
-    def method_options(self) -> SimKDOptions:
-        return self.distill
+    def parent_params(self) -> dict[str, str]:
+        return {**super().parent_params(), "lrs": ",".join(f"{rate:g}" for rate in self.rates)}
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
-        options = self.distill
-        return SimKD(self.epochs, student, teacher, options.factor, options.loss, options.projector,
-                     options.multi_weight, options.use_labels, options.temperature)
+    def train_models(self, engine: Stopwatch) -> Iterator[tuple[float, TrainResult]]:
+        for rate in self.rates:
+            trial = self.target.at_rate(rate, self.seeds)
+            for seed in self.seeds:
+                with engine.timing():
+                    result, _ = trial.train_seed(seed)
+                yield rate, result
+
+    def score(self, trained: Iterable[tuple[float, TrainResult]]) -> list[Trial]:
+        """Each rate's selection accuracy and cross-entropy at every seed's selected epoch."""
+        trials: dict[float, Trial] = {}
+        for rate, result in trained:
+            best = int(result.best_epoch[0]) - 1
+            trial = trials.setdefault(rate, Trial({"lr": rate}, [], []))
+            trial.selection_acc.append(float(result.history["selection_acc"][best, 0]))
+            trial.selection_ce.append(float(result.history["selection_loss"][best, 0]))
+        return list(trials.values())
 
 
 def _samples(split: ImageSplit) -> Samples:
     return Samples(augment.nchw(split.x), torch.from_numpy(split.y))
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        predicted = torch.cat([model(batch).argmax(dim=1) for batch in x.split(512)])
-    return float((predicted == y).float().mean())
-
-
-def latency_ms(model: nn.Module, image: torch.Tensor) -> float:
-    """The median time of one forward pass of one image (on the model's device), in milliseconds."""
-    times = []
-    with torch.no_grad():
-        for _ in range(LATENCY_REPEATS + 1):
-            start = time.perf_counter()
-            model(image)
-            times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times[1:]))
+def tune_rate(cell: NetworkCell, rates: tuple[float, ...], seeds: tuple[int, ...] | None = None,
+              epochs: int | None = None) -> NetworkCell:
+    """`cell` at the learning rate a tune cell chooses among `rates` on the holdout, trying each at `seeds`
+    (default: the cell's) for `epochs` (default: the cell's; the milestones scale with them)."""
+    target = cell.at_rate(rates[0], seeds or cell.seeds)
+    if epochs is not None:
+        shorter = dataclasses.replace(target.train, epochs=epochs, milestones=scaled_milestones(epochs))
+        target = dataclasses.replace(target, train=shorter)
+    tune = RateTuneCell(data=cell.data, seeds=target.seeds, train=target.train, label=f"{cell.label}-tune",
+                        device=cell.device, target=target, rates=rates)
+    return dataclasses.replace(cell, train=dataclasses.replace(cell.train, lr=rates[0]), tuned_by=tune, tuned=("lr",))

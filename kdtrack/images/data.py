@@ -6,7 +6,6 @@ from it, and scikit-learn's digits (shipped with the library, no download). Imag
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from .. import safe_pickle
 from ..errors import InputError
+from ..spine.data import fingerprint_of, stratified_holdout
 
 DATASETS = ("digits", "cifar100")
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
@@ -30,6 +30,10 @@ DIGITS_TEST_FRACTION = 0.2
 class ImageSplit:
     x: np.ndarray  # (N, H, W, C) uint8
     y: np.ndarray  # (N,) int64
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.x, self.y)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +52,7 @@ class ImageData:
     @cached_property
     def fingerprint(self) -> str:
         """A hash of the content, so that a moved copy of a folder is recognised as the same data."""
-        return split_fingerprint(self.train, self.test)
+        return fingerprint_of(self.train.x, self.train.y, self.test.x, self.test.y)
 
     @property
     def n_classes(self) -> int:
@@ -57,15 +61,6 @@ class ImageData:
     @property
     def channels(self) -> int:
         return self.train.x.shape[3]
-
-
-def split_fingerprint(*splits: ImageSplit) -> str:
-    digest = hashlib.sha256()
-    for split in splits:
-        for array in (split.x, split.y):
-            digest.update(str(array.shape).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def load_image_data(dataset: str, folder: str | None = None) -> ImageData:
@@ -109,16 +104,12 @@ def load_cifar100(folder: str | os.PathLike) -> ImageData:
 
 
 def holdout(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
-    """(fit, held out): `fraction` of each class held out, drawn with `seed`."""
-    from sklearn.model_selection import train_test_split  # scikit-learn takes a second to import: only here
-
-    if not 0 < fraction < 1:
-        raise ValueError(f"the holdout fraction must lie in (0, 1), got {fraction}")
-    try:
-        fit, held = train_test_split(np.arange(len(split.y)), test_size=fraction, stratify=split.y, random_state=seed)
-    except ValueError as error:
-        raise ValueError(f"cannot hold out {fraction} of every class ({error})") from None
-    fit, held = np.sort(fit), np.sort(held)
+    """(fit, held out): `fraction` of each class held out, drawn with `seed`; a ValueError when either part
+    would be empty."""
+    fit, held = stratified_holdout(split.y, fraction, seed)
+    if not len(fit) or not len(held):
+        raise ValueError(f"holding out {fraction} of each class of {len(split.y)} images leaves "
+                         f"{len(fit)} to train on and {len(held)} to select on")
     return ImageSplit(split.x[fit], split.y[fit]), ImageSplit(split.x[held], split.y[held])
 
 

@@ -8,7 +8,6 @@ containers only).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -18,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdtrack import safe_pickle
-from kdtrack.errors import InputError
+from .. import safe_pickle
+from ..errors import InputError
+from ..spine.data import fingerprint_of
 
 REQUIRED_KEYS = ("x_train", "y_train", "d_train", "x_valid", "y_valid", "d_valid")
 
@@ -33,6 +33,14 @@ class Split:
     x: np.ndarray  # (N, 2) float32
     y: np.ndarray  # (N,) int64
     d: np.ndarray  # (N,) int64
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.x, self.y, self.d
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(*self.arrays)
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,17 +60,7 @@ class MultiDomainData:
     @cached_property
     def fingerprint(self) -> str:
         """A hash of the content, so that a renamed copy of a file is recognised as the same data."""
-        return split_fingerprint(self.train, self.valid)
-
-
-def split_fingerprint(*splits: Split) -> str:
-    """A short hash of the content of `splits`."""
-    digest = hashlib.sha256()
-    for split in splits:
-        for array in (split.x, split.y, split.d):
-            digest.update(str(array.shape).encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()[:16]
+        return fingerprint_of(*self.train.arrays, *self.valid.arrays)
 
 
 def load_multidomain(path: str | os.PathLike) -> MultiDomainData:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..spine.data import stratified_holdout
 from .data import MultiDomainData, Split
-from .options import TrainOptions
+from .options import MLPTrainOptions
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,14 @@ class Splits:
     selection_index: np.ndarray | None
 
 
-def make_splits(data: MultiDomainData, options: TrainOptions) -> Splits:
+def make_splits(data: MultiDomainData, options: MLPTrainOptions) -> Splits:
     """The splits of `options`' selection policy; an InputError if a domain has too few fit or selection
     samples (every teacher trains and selects on its own domain alone)."""
     if options.selection == "validation":
         fit_index, selection_index = np.arange(len(data.train.y)), None
     else:
-        fit_index, selection_index = selection_indices(data.train, options.selection_fraction, options.selection_seed)
+        strata = np.stack([data.train.d, data.train.y], axis=1)  # every (domain, class) group
+        fit_index, selection_index = stratified_holdout(strata, options.selection_fraction, options.selection_seed)
         for name, index in (("selection", selection_index), ("fit", fit_index)):
             _require_per_domain(data, index, 1, f"selection-fraction {options.selection_fraction} leaves the {name} "
                                 "split without samples")
@@ -38,17 +40,6 @@ def make_splits(data: MultiDomainData, options: TrainOptions) -> Splits:
         _require_per_domain(data, fit_index, 2, "batch norm needs 2 fit samples per domain, and the fit split has fewer")
     return Splits(subset(data.train, fit_index), None if selection_index is None else subset(data.train, selection_index),
                   data.valid, fit_index, selection_index)
-
-
-def selection_indices(split: Split, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, selection) indices: `fraction` of every (domain, class) group held out, drawn with `seed`."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for domain, label in sorted(set(zip(split.d.tolist(), split.y.tolist()))):
-        group = np.flatnonzero((split.d == domain) & (split.y == label))
-        held.append(rng.choice(group, size=round(len(group) * fraction), replace=False))
-    selection = np.sort(np.concatenate(held))
-    return np.setdiff1d(np.arange(len(split.y)), selection), selection
 
 
 def subset(split: Split, index: np.ndarray) -> Split:

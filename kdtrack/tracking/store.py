@@ -38,6 +38,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
+TRIALS_PATH = "trials.parquet"
 _PER_CALL = {"entities": 1000, "params": 100}  # MLflow's log_batch limits
 METRIC_POINTS = 50
 """Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (each
@@ -45,7 +46,7 @@ point costs about 0.1 ms on SQLite, where a 30,000-epoch model trains in 2 s: 10
 seed run's logging); history.parquet keeps every epoch, and the figures draw from it."""
 ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
 """A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
-SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch")
+SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch", "model_parameters", "latency_ms_per_image")
 
 
 @dataclass
@@ -363,8 +364,31 @@ def finished_models(cell_hash: str, method: str | None = None) -> dict[str, str]
 
 def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
     """Every FINISHED per-seed run (of `experiment`, or of all experiments): its kdtrack tags, its data
-    file, its architecture (images; none for an MLP), its summary metrics, start time and artifact location,
-    one row per run."""
+    file, its architecture (networks of the image study; none for an MLP), its summary metrics, start time
+    and artifact location, one row per run."""
+    rows = [
+        {**_row(run), "data": run.data.params.get("data"), "arch": run.data.params.get("arch"),
+         **{metric: run.data.metrics.get(metric) for metric in SUMMARY_METRICS}}
+        for run in _finished(experiment)
+        if TAG + "seed" in run.data.tags
+    ]
+    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash",
+               "teacher_run_ids", "run_id", "start_time", "artifact_uri", "data", "arch", *SUMMARY_METRICS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def finished_tune_runs(experiment: str | None) -> pd.DataFrame:
+    """Every FINISHED tune cell's run (of `experiment`, or of all experiments): its kdtrack tags, what it
+    tuned and chose, start time and artifact location (its trials table, `load_trials`), one row per run."""
+    rows = [{**_row(run), "tuned_options": run.data.params.get("tuned_options"),
+             "chosen": {key.removeprefix("best_"): value for key, value in run.data.metrics.items()
+                        if key.startswith("best_") and key != "best_selection_acc"}}
+            for run in _finished(experiment, f" and tags.`{TAG}task` = 'tune'")]
+    columns = ["dataset", "method", "cell_hash", "run_id", "start_time", "artifact_uri", "tuned_options", "chosen"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _finished(experiment: str | None, condition: str = "") -> list[Run]:
     client = connection.client()
     if experiment:
         found = client.get_experiment_by_name(experiment)
@@ -373,20 +397,26 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
         experiment_ids = [found.experiment_id]
     else:
         experiment_ids = _all_experiment_ids(client)
-    runs = mlflow.search_runs(experiment_ids, filter_string="attributes.status = 'FINISHED'", output_format="list",
-                              max_results=50000)
-    rows = [
-        {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
-         "run_id": run.info.run_id, "start_time": run.info.start_time, "artifact_uri": run.info.artifact_uri,
-         "data": run.data.params.get("data"),
-         "arch": run.data.params.get("arch"),
-         **{metric: run.data.metrics.get(metric) for metric in SUMMARY_METRICS}}
-        for run in runs
-        if TAG + "seed" in run.data.tags
-    ]
-    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash",
-               "teacher_run_ids", "run_id", "start_time", "artifact_uri", "data", "arch", *SUMMARY_METRICS]
-    return pd.DataFrame(rows, columns=columns)
+    return mlflow.search_runs(experiment_ids, filter_string=f"attributes.status = 'FINISHED'{condition}",
+                              output_format="list", max_results=50000)
+
+
+def _row(run: Run) -> dict:
+    """A run's kdtrack tags (without the prefix), id, start time and artifact location."""
+    return {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
+            "run_id": run.info.run_id, "start_time": run.info.start_time, "artifact_uri": run.info.artifact_uri}
+
+
+def log_table(table: pd.DataFrame, path: str) -> None:
+    """A table as a parquet artifact of the active run."""
+    with tempfile.TemporaryDirectory() as folder:
+        table.to_parquet(Path(folder) / path, index=False)
+        mlflow.log_artifact(str(Path(folder) / path))
+
+
+def load_trials(artifact_uri: str) -> pd.DataFrame:
+    """A tune run's trials table (kdtrack.spine.tuning.trials_table), from its artifact location."""
+    return pd.read_parquet(_download(artifact_uri, TRIALS_PATH))
 
 
 def study_order(experiment: str | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""Q1: one MLP on the mixed domains per seed."""
+"""The baseline: one MLP on the mixed domains per seed."""
 from __future__ import annotations
 
 from dataclasses import dataclass

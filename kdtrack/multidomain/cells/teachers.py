@@ -1,9 +1,9 @@
-"""One expert per domain and seed: the cell that trains them, a `teachers` run given by id, and the
-teachers' logits for students. Either kind of teachers answers `runs(seeds)`: the run of each (seed, domain)."""
+"""One expert per domain and seed: the cell that trains them, and the teachers' logits for students. Teachers
+of a student are this cell or a `teachers` run given by id (kdtrack.spine.teachers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 
 import numpy as np
 import torch
@@ -11,20 +11,19 @@ from torch import Tensor
 
 from ... import tracking
 from ...distillers import Distiller, make_distiller
-from ...errors import InputError
 from ...engine import Batch
+from ...errors import InputError
+from ...spine.teachers import Teachers, TeachingCell, check_holdout
 from ..batches import domain_batches, shared_batch, teacher_stack_batch, tensors
 from ..data import MultiDomainData, Split
 from ..domains import domain_posterior
-from ..options import TrainOptions
+from ..options import MLPTrainOptions
 from ..splits import Splits
 from .base import MLPCell, Stack
 
-HOLDOUT_PARAMS = ("selection", "selection_fraction", "selection_seed")
-
 
 @dataclass(frozen=True, kw_only=True)
-class TeachersCell(MLPCell):
+class TeachersCell(MLPCell, TeachingCell):
     task = "teachers"
     member_task = "teacher"
     shared = True
@@ -38,20 +37,10 @@ class TeachersCell(MLPCell):
         return [{"seed": seed, "domain": domain} for domain in self.data.domains]
 
     def model_name(self, seed: int, domain: int) -> str:
-        return f"teacher d{domain} · {self.data.name} · seed {seed}"
+        return f"seed {seed} · d{domain} · {self.name}"
 
-    @property
-    def holdout(self) -> dict[str, str]:
-        return holdout_of(self.train.params())
-
-    option = ""
-    """The --teachers option that names these teachers: none, they are found by configuration."""
-
-    def runs(self, seeds: tuple[int, ...]) -> dict[tuple[int, int], str]:
-        """The finished teacher of each (seed, domain), once this cell has run."""
-        done = self.with_seeds(seeds).finished_runs()
-        return {(seed, domain): done[self.model_hash(seed=seed, domain=domain)]
-                for seed in seeds for domain in self.data.domains}
+    def curve_group(self, key: dict[str, int]) -> str:
+        return f"domain {key['domain']}"
 
     def stack(self) -> Stack:
         """The stack of seeds x domains: model m = seed index x domains + domain index."""
@@ -62,54 +51,9 @@ class TeachersCell(MLPCell):
                      teacher_stack_batch(splits.valid, domains, n_seeds), selection)
 
 
-@dataclass(frozen=True)
-class TeachersRun:
-    """The finished teachers under a `teachers` run given by id (`distill --teachers RUN_ID`)."""
-
-    run_id: str
-    data: MultiDomainData
-
-    def __post_init__(self):
-        parent = self._parent
-        if tracking.tag(parent, "task") != "teachers":
-            raise InputError(f"run {self.run_id}: is not a teachers run (its kdtrack.task is "
-                             f"{tracking.tag(parent, 'task')!r})")
-        if tracking.tag(parent, "data_hash") != self.data.fingerprint:
-            raise InputError(f"run {self.run_id}: its teachers were trained on other data than {self.data.name!r}")
-
-    @cached_property
-    def _parent(self):
-        return tracking.get_run(self.run_id)
-
-    @property
-    def hash(self) -> str:
-        return tracking.tag(self._parent, "cell_hash") or self.run_id
-
-    @property
-    def option(self) -> str:
-        return self.run_id
-
-    @property
-    def holdout(self) -> dict[str, str]:
-        return holdout_of(self._parent.data.params)
-
-    def runs(self, seeds: tuple[int, ...]) -> dict[tuple[int, int], str]:
-        found = {}
-        for child in tracking.child_runs(self.run_id):
-            if child.info.status == "FINISHED":
-                found[(int(tracking.tag(child, "seed")), int(tracking.tag(child, "domain")))] = child.info.run_id
-        absent = [f"seed {seed} domain {d}" for seed in seeds for d in self.data.domains if (seed, d) not in found]
-        if absent:
-            raise InputError(f"run {self.run_id}: has no finished teacher for {', '.join(absent)}")
-        return {(seed, d): found[(seed, d)] for seed in seeds for d in self.data.domains}
-
-
-Teachers = TeachersCell | TeachersRun
-
-
-def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: TrainOptions, teachers: Teachers) -> None:
+def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: MLPTrainOptions, teachers: Teachers) -> None:
     """A cell that learns from `teachers` needs a teacher for every validation domain and seed, and teachers
-    that never trained on its holdout: the same holdout."""
+    that never trained on its holdout."""
     unseen = sorted(set(data.valid.d.tolist()) - set(data.domains))
     if unseen:
         raise InputError(f"{data.source}: validation domain(s) {unseen} have no training data, so no teacher")
@@ -117,21 +61,7 @@ def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: TrainOp
         teachers.splits  # noqa: B018 (the teachers' holdout too is checked before any run opens)
     else:
         teachers.runs(seeds)
-    wanted = holdout_of(student.params())
-    if wanted["selection"] == "holdout" and teachers.holdout != wanted:
-        source = f"run {teachers.run_id}" if isinstance(teachers, TeachersRun) else data.source
-        raise InputError(f"{source}: the teachers' selection settings {teachers.holdout} differ from the "
-                         f"student's {wanted}, so the teachers may have trained on the student's holdout")
-
-
-def teacher_dependencies(teachers: Teachers, seeds: tuple[int, ...]) -> tuple[TeachersCell, ...]:
-    """The teachers cell to run first for `seeds`, if the teachers are found by configuration."""
-    return (teachers.with_seeds(seeds),) if isinstance(teachers, TeachersCell) else ()
-
-
-def holdout_of(params: dict[str, str]) -> dict[str, str]:
-    """The selection settings among run params (or TrainOptions.params())."""
-    return {key: params.get(key, "") for key in HOLDOUT_PARAMS}
+    check_holdout(student, teachers, f"run {teachers.run_id}" if teachers.option else data.source)
 
 
 def expert_logits(runs: dict[tuple[int, int], str], splits: list[Split], seeds: tuple[int, ...],

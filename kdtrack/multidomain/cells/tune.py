@@ -1,67 +1,66 @@
-"""The tunable options of a distillation method (Hinton KD's alpha and temperature, annealing's tau_max, ...),
-searched on the selection split.
+"""The tunable options of a distiller (Hinton KD's alpha and temperature, annealing's tau_max, ...), searched
+on the selection split (the holdout, or validation under the report's policy) as kdtrack.spine.tuning does.
 
-The whole grid of trials x seeds trains as one stack. A trial's score is its students' mean accuracy on
-the selection split (the holdout, or validation under the report's policy) at their selected checkpoints,
-ties broken by the lower mean cross-entropy there; distillation losses themselves are not comparable across
-alpha and T, so they cannot rank trials. Every grid with an alpha tries alpha = 0, the labels alone: a tuned
-student can then only lose to the baseline by tuning noise.
+The whole grid of trials x seeds trains as one stack. Every grid with an alpha tries alpha = 0, the labels
+alone: a tuned student can then only lose to the baseline by tuning noise.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ... import tracking
 from ...distillers import make_distiller, tunable
 from ...errors import InputError
+from ...spine.scoring import accuracy
+from ...spine.teachers import Teachers
+from ...spine.tuning import Trial, TuneCell
 from ..batches import tensors
-from ...cells import mean_std
-from .base import MLPCell, Stack, Trained, accuracy, selected
-from .teachers import Teachers, check_taught, student_batches, teacher_dependencies
+from .base import MLPCell, Stack, Trained
+from .teachers import check_taught, student_batches
 
 DEFAULT_GRIDS = {
     "kd": {"alpha": (0.0, 0.1, 0.3, 0.5, 0.7, 0.9), "temperature": (1.0, 4.0, 9.0, 18.0)},
     "kd-mixture": {"alpha": (0.0, 0.1, 0.3, 0.5, 0.7, 0.9), "temperature": (1.0, 4.0, 9.0, 18.0)},
     "anneal-jafari": {"temperature": (4.0, 9.0, 18.0, 33.0)},
 }
-"""The values tried for each tunable option of each method when a grid does not name them."""
+"""The values tried for each tunable option of each distiller when a grid does not name them."""
 
 
 @dataclass(frozen=True)
 class TuneGrid:
-    """The values tried for each tunable option of `method`; an option left None takes DEFAULT_GRIDS'."""
+    """The values tried for each tunable option of `distiller`; an option left None takes DEFAULT_GRIDS'."""
 
-    method: str = "kd"
+    distiller: str = "kd"
     alphas: tuple[float, ...] | None = None
     temperatures: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        names = tunable(self.method) if self.method in DEFAULT_GRIDS else ()
+        names = tunable(self.distiller) if self.distiller in DEFAULT_GRIDS else ()
         if not names:
-            raise InputError(f"method {self.method!r} cannot be tuned; tunable methods: {', '.join(DEFAULT_GRIDS)}")
+            raise InputError(f"distiller {self.distiller!r} cannot be tuned; tunable distillers: {', '.join(DEFAULT_GRIDS)}")
         for name, values in (("alpha", self.alphas), ("temperature", self.temperatures)):
             if values is not None and name not in names:
-                raise InputError(f"{name}s: method {self.method} has no {name} to tune")
+                raise InputError(f"{name}s: distiller {self.distiller} has no {name} to tune")
             if values is None and name in names:
-                object.__setattr__(self, f"{name}s", DEFAULT_GRIDS[self.method][name])
+                object.__setattr__(self, f"{name}s", DEFAULT_GRIDS[self.distiller][name])
         if self.alphas is not None and (not self.alphas or not all(0 <= a <= 1 for a in self.alphas)):
             raise InputError(f"alphas must be values in [0, 1], got {self.alphas}")
         if self.temperatures is not None and (not self.temperatures or not all(0 < t < math.inf for t in self.temperatures)):
             raise InputError(f"temperatures must be positive finite numbers, got {self.temperatures}")
-        if self.method == "anneal-jafari" and not all(t == int(t) and t >= 1 for t in self.temperatures):
+        if self.distiller == "anneal-jafari" and not all(t == int(t) and t >= 1 for t in self.temperatures):
             raise InputError(f"temperatures (tau_max) must be whole numbers >= 1 for anneal-jafari, got {self.temperatures}")
 
     @property
     def values(self) -> dict[str, tuple[float, ...]]:
         """Each tuned option and its values."""
         given = {"alpha": self.alphas, "temperature": self.temperatures}
-        return {name: given[name] for name in tunable(self.method)}
+        return {name: given[name] for name in tunable(self.distiller)}
 
     def trials(self) -> list[dict[str, float]]:
         """Every combination of the values; alpha = 0 is the labels alone whatever the temperature, so it
@@ -78,13 +77,10 @@ class TuneGrid:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TuneCell(MLPCell):
-    """Every trial of `grid` for every seed, as one stack. All seeds score a trial together, so the cell is
-    finished or not as a whole."""
+class GridTuneCell(TuneCell, MLPCell):
+    """Every trial of `grid` for every seed, as one stack."""
 
-    task = "tune"
-    member_task = "tune-trial"
-    shared = True
+    default_select_on = "accuracy-1se"
     grid: TuneGrid
     step_order: str
     teachers: Teachers
@@ -94,61 +90,44 @@ class TuneCell(MLPCell):
         super().__post_init__()
         check_taught(self.data, self.seeds, self.train, self.teachers)
 
+    @property
+    def tuned_options(self) -> tuple[str, ...]:
+        return tuple(self.grid.values)
+
     def identity(self) -> dict:
-        return {"seeds": sorted(self.seeds), "step_order": self.step_order, "grid": dataclasses.asdict(self.grid),
-                "teachers": self.teachers.hash}
+        return {**super().identity(), "seeds": sorted(self.seeds), "step_order": self.step_order,
+                "grid": dataclasses.asdict(self.grid), "teachers": self.teachers.hash}
 
     def dependencies(self) -> tuple:
-        return teacher_dependencies(self.teachers, self.seeds)
-
-    def pending(self) -> TuneCell | None:
-        return None if tracking.find_finished(self.hash) else self
+        return self.teachers.teacher_cells(self.seeds)
 
     def parent_params(self) -> dict[str, str]:
         grid = {f"{name}s": ",".join(f"{value:g}" for value in values) for name, values in self.grid.values.items()}
         return {**super().parent_params(), "step_order": self.step_order, "teachers": self.teachers.option,
-                "tuned_method": self.grid.method, **grid}
+                "distiller": self.grid.distiller, **grid}
 
     def stack(self) -> Stack:
         """Every trial x seed as one stack: model trial * seeds + offset learns from seed offset's teachers."""
         trials, seeds = self.grid.trials(), self.seeds
         per_model = {name: [trial[name] for trial in trials for _ in seeds] for name in self.grid.values}
-        distiller = make_distiller(self.grid.method, self.epochs, **per_model)
+        distiller = make_distiller(self.grid.distiller, self.epochs, **per_model)
         runs = self.teachers.runs(seeds)
         train_batches, valid, selection = student_batches(self.data, self.splits, runs, distiller, self.step_order,
                                                           seeds, repeats=len(trials))
         return Stack([self.member(seed) for _ in trials for seed in seeds], distiller, train_batches, valid, selection)
 
-    def log(self, trained: Trained) -> None:
-        """A nested run per trial with its scores; the best trial's values on the cell's run (`best_alpha`,
-        `best_temperature`, ...)."""
-        trials = self.grid.trials()
-        scores = self._scores(trained)
-        for index, (trial, (acc, ce)) in enumerate(zip(trials, scores)):
-            tags = {**self.tags(self.member_task), "trial": str(index), "config_hash": self.model_hash(trial=index)}
-            tracking.log_trial(f"{trial_name(trial)} · {self.data.name}", tags,
-                               {name: str(value) for name, value in trial.items()},
-                               {**mean_std("selection_acc", acc), **mean_std("selection_ce", ce)})
-        best = max(range(len(scores)), key=lambda i: (sum(scores[i][0]), -sum(scores[i][1])))
-        tracking.log_summary({**{f"best_{name}": value for name, value in trials[best].items()},
-                              "best_selection_acc": sum(scores[best][0]) / len(self.seeds)})
+    def records(self, trained: Callable[[], Trained]) -> Iterator[Trained]:
+        yield trained()
 
-    def _scores(self, trained: Trained) -> list[tuple[list[float], list[float]]]:
-        """Per trial, the selection accuracy and cross-entropy of each seed's selected student."""
+    def score(self, trained: Iterable[Trained]) -> list[Trial]:
+        """Each trial's selection accuracy and cross-entropy at every seed's selected student."""
+        stacked = next(iter(trained))
         split = self.data.valid if self.splits.selection is None else self.splits.selection
         x, y = tensors(split)
-        scores = []
-        for trial in range(len(self.grid.trials())):
-            accs, ces = [], []
-            for offset in range(len(self.seeds)):
-                student = selected(self, trained.model, trained.result, trial * len(self.seeds) + offset)
-                accs.append(accuracy(student, split))
-                with torch.no_grad():
-                    ces.append(float(F.cross_entropy(student(x), y)))
-            scores.append((accs, ces))
-        return scores
-
-
-def trial_name(trial: dict[str, float]) -> str:
-    """`alpha 0.3 T 4`, `T 18`: a trial's values, as its run is named."""
-    return " ".join(f"{'T' if name == 'temperature' else name} {value:g}" for name, value in trial.items())
+        trials = []
+        for index, values in enumerate(self.grid.trials()):
+            students = [self.selected(stacked, index * len(self.seeds) + offset) for offset in range(len(self.seeds))]
+            with torch.no_grad():
+                trials.append(Trial(values, [accuracy(student, x, y) for student in students],
+                                    [float(F.cross_entropy(student(x), y)) for student in students]))
+        return trials

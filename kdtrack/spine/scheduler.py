@@ -15,15 +15,14 @@ import time
 
 import torch
 
-from . import progress, tracking
+from .. import progress, tracking
 from .cells import Cell
 
 Key = tuple[str, str]
 
-WORKER_MODULES = ("kdtrack.multidomain.cells.students", "kdtrack.multidomain.cells.tune", "kdtrack.images.cells",
-                  "mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
-"""What a worker needs before its first cell: the cells, MLflow, and what mlflow.pytorch.log_model's
-torch.export imports. Workers fork from a server that has imported them once."""
+LOGGING_MODULES = ("mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
+"""What a worker needs before its first cell besides the cells' own modules: MLflow, and what
+mlflow.pytorch.log_model's torch.export imports. Workers fork from a server that has imported them once."""
 
 
 def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1) -> list[str | None]:
@@ -87,18 +86,18 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Processes forked from a server that imported WORKER_MODULES and nothing else: no torch threads, store
-    connections or MLflow state of this process, and none of the ~6 s of CPU that a spawned interpreter
-    spends importing them before its first cell."""
+def _worker_context(cells: list[Cell]) -> multiprocessing.context.BaseContext:
+    """Processes forked from a server that imported the modules of `cells` and LOGGING_MODULES, nothing else:
+    no torch threads, store connections or MLflow state of this process, and none of the ~6 s of CPU that a
+    spawned interpreter spends importing them before its first cell."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(WORKER_MODULES))
+    context.set_forkserver_preload(sorted({type(cell).__module__ for cell in cells}) + list(LOGGING_MODULES))
     return context
 
 
 def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key, str]:
     """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
-    context = _worker_context()
+    context = _worker_context([cell for cell, _ in plan])
     results: queue.Queue = queue.Queue()
     here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
     pool = context.Pool(workers, _start_worker, here)

@@ -1,0 +1,112 @@
+"""The options every model's training shares, whatever the study: one base the studies' options extend, its
+checks, numbers coerced to their declared types, params as text, and one-line errors.
+
+Each role owns its defaults: a study's options class its recipe (epochs, rate), a cell class what selects
+its checkpoints (`select_on` left None here is the cell's `default_select_on`)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+from ..engine import SELECT_ON, TrainSpec
+from ..engine.optim import OptimConfig
+from ..errors import InputError
+
+MAX_SEED = 2**32
+SELECTIONS = ("holdout", "validation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """How one model trains, as every study has it: epochs, learning rate and weight decay; which split
+    selects its checkpoint (`selection`: `holdout`, carved from train, or `validation`) and by what
+    (`select_on`, SELECT_ON); the holdout's share and seed. A study's options add the rest."""
+
+    selections: ClassVar[tuple[str, ...]] = SELECTIONS
+    """The selection policies a study supports."""
+
+    epochs: int
+    lr: float
+    weight_decay: float = 0.0
+    select_on: str | None = None
+    selection: str = "holdout"
+    selection_fraction: float = 0.1
+    selection_seed: int = 0
+
+    def __post_init__(self):
+        for field in fields(self):  # a YAML list is the tuple the command line gives
+            if isinstance(getattr(self, field.name), list):
+                object.__setattr__(self, field.name, tuple(getattr(self, field.name)))
+        coerce_numbers(self)
+        require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
+        require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        require(self.select_on is None or self.select_on in SELECT_ON,
+                f"select-on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
+        require(self.selection in self.selections,
+                f"selection must be one of {', '.join(self.selections)}, got {self.selection!r}")
+        require(0 < self.selection_fraction < 1, f"selection-fraction must lie in (0, 1), got {self.selection_fraction}")
+        require(0 <= self.selection_seed < MAX_SEED, f"selection-seed must lie in [0, 2**32), got {self.selection_seed}")
+
+    @property
+    def optim(self) -> OptimConfig:
+        raise NotImplementedError
+
+    def spec(self, device: str) -> TrainSpec:
+        """What the engine needs of these options to train on `device`."""
+        return TrainSpec(self.epochs, self.optim, self.select_on, device)
+
+    def params(self) -> dict[str, str]:
+        return params_of(self)
+
+
+def check_log_every(log_every: int) -> None:
+    """Both studies' jobs: metrics every N epochs, or 0 for about 50 points per metric (tracking.METRIC_POINTS)."""
+    require(log_every >= 0, f"log-every must be 0 (auto) or positive, got {log_every}")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"seeds must be comma-separated integers, got {text!r}") from None
+    require(bool(seeds), "seeds must name at least one seed")
+    require(len(set(seeds)) == len(seeds), f"seeds must not repeat, got {text!r}")
+    require(min(seeds) >= 0 and max(seeds) < MAX_SEED, f"seeds must lie in [0, 2**32), got {text!r}")
+    return seeds
+
+
+def coerce_numbers(options) -> None:
+    """Make numeric fields their declared type, so that 4 from a YAML file and 4.0 from the command line
+    are one configuration (same params, same hash)."""
+    for field in fields(options):
+        kind = {"float": float, "int": int}.get(field.type)
+        value = getattr(options, field.name)
+        if kind is None or isinstance(value, bool):
+            continue
+        try:
+            converted = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"{field.name.replace('_', '-')} must be a number, got {value!r}") from None
+        if kind is int and converted != value:
+            raise InputError(f"{field.name.replace('_', '-')} must be a whole number, got {value!r}")
+        object.__setattr__(options, field.name, converted)
+
+
+def params_of(options) -> dict[str, str]:
+    values = asdict(options)
+    return {field.name: _param_text(values[field.name]) for field in fields(options)}
+
+
+def _param_text(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)

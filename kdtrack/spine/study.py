@@ -1,0 +1,251 @@
+"""A study: every method of a config on every dataset and seed, as one graph of cells nested under one study
+run, resumed where it stopped, ending with its table and figures. The config's grammar is the same for
+every study; a study (kdtrack.multidomain.study, kdtrack.images.study) says which options exist and makes
+the cells.
+
+    study: multidomain                 # or images (default multidomain)
+    epochs: 30000                      # every model's, unless `train` or a method says otherwise
+    train: {selection: holdout}        # options of every model
+    teachers: {es: {early_stopping: true}}   # named teacher settings (overrides of `train`)
+    teacher_seed: 0                    # every student learns from this seed's teachers (else: its own seed's)
+    tune: {epochs: 5000, kd: {alpha: [0, 0.3, 0.7], temperature: [4, 9]}}   # the study's tuning grids
+    methods:
+      baseline: {task: baseline}
+      kd-es: {teachers: es, train: {early_stopping: true}, distill: {distiller: kd, alpha: tuned, temperature: 9}}
+
+A value may differ per dataset (a mapping keyed by the dataset's name, with an optional `default`), and an
+option the study can tune may be `tuned`: then a tune cell chooses it on the holdout first.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+
+from .. import tracking
+from ..compare.report import build_report, print_notes
+from ..compare.tables import render, wide_table
+from ..engine import resolve_device
+from ..errors import InputError
+from .cells import Cell, Data
+from .scheduler import default_workers, run_cells
+
+SECTIONS = ("study", "dataset", "epochs", "train", "teachers", "teacher_seed", "tune", "methods")
+METHOD_KEYS = ("task", "train", "teachers", "distill")
+TASKS = ("baseline", "distill")
+"""A method trains alone (the reference the others are compared with) or learns from teachers."""
+
+
+class Study(Protocol):
+    """What a study gives the spine: the names its config may use, its data, its cells, and the figures only
+    it can draw from its runs."""
+
+    name: str
+    train_keys: tuple[str, ...]
+    distill_keys: tuple[str, ...]
+    tune_keys: tuple[str, ...]
+
+    def check(self, config: StudyConfig) -> None:
+        """Checks of the config beyond its keys' names."""
+
+    def load_data(self, config: StudyConfig, given: list[str] | None) -> list[Data]:
+        """The study's datasets: those `given` on the command line, or the study's default."""
+
+    def cells(self, config: StudyConfig, data: Data, seeds: tuple[int, ...], epochs: int | None,
+              device: str) -> list[Cell]:
+        """Every cell the config makes on `data` (each with what it depends on)."""
+
+    def figures(self, runs: pd.DataFrame, notes: list[str]) -> dict[str, Figure]:
+        """The figures only this study can draw from finished per-seed runs (of any study); a reason it
+        cannot draw one goes into `notes`."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method of a config, its values resolved for one dataset (a tuned value stays `tuned`)."""
+
+    label: str
+    where: str
+    task: str
+    train: dict
+    teachers: dict
+    """The teachers' options: `train`'s less the method's own, with the named teacher settings."""
+    teachers_name: str | None
+    distill: dict
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    path: str
+    raw: dict
+
+    @property
+    def study(self) -> str:
+        return self.raw.get("study") or "multidomain"
+
+    def section(self, name: str) -> dict:
+        return self.raw.get(name) or {}
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.raw["methods"])
+
+    @property
+    def tune_epochs(self) -> int | None:
+        """Tuning may train shorter than the cells it tunes."""
+        return self.section("tune").get("epochs")
+
+    def method_specs(self, dataset: str, epochs: int | None = None) -> Iterator[MethodSpec]:
+        """Every method of the config, its values for `dataset`; `epochs` overrides the config's."""
+        base = {**({"epochs": self.raw["epochs"]} if "epochs" in self.raw else {}), **self.section("train"),
+                **({"epochs": epochs} if epochs else {})}
+        for label, method in self.raw["methods"].items():
+            where = f"{self.path}: methods.{label}"
+            task = method.get("task", "distill")
+            if task not in TASKS:
+                raise InputError(f"{where}.task must be baseline or distill, got {task!r}")
+            train = self.for_dataset(where + ".train", {**base, **(method.get("train") or {})}, dataset)
+            teachers_name = method.get("teachers")
+            teachers = self.for_dataset(f"{where}.teachers", {**base, **self._teacher_settings(where, teachers_name)}, dataset)
+            distill = self.for_dataset(f"{where}.distill", method.get("distill") or {}, dataset)
+            yield MethodSpec(label, where, task, train, teachers, teachers_name, distill)
+
+    def for_dataset(self, where: str, values: dict, dataset: str) -> dict:
+        """`values` with each per-dataset mapping replaced by its entry for `dataset` (or its default)."""
+        resolved = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                if dataset not in value and "default" not in value:
+                    raise InputError(f"{where}.{key} has no value for dataset {dataset!r} and no default")
+                value = value.get(dataset, value.get("default"))
+            resolved[key] = value
+        return resolved
+
+    def check_datasets(self, names: list[str]) -> None:
+        """Every per-dataset mapping names only datasets of the study and `default`: a misspelled name would
+        otherwise fall back to `default` unseen."""
+        sections = [("train", self.section("train"))]
+        sections += [(f"teachers.{name}", settings or {}) for name, settings in self.section("teachers").items()]
+        for label, method in self.raw["methods"].items():
+            sections += [(f"methods.{label}.{part}", method.get(part) or {}) for part in ("train", "distill")]
+        for where, section in sections:
+            for key, value in section.items():
+                stray = [name for name in value if name != "default" and name not in names] if isinstance(value, dict) else []
+                if stray:
+                    raise InputError(f"{self.path}: {where}.{key}: {stray[0]!r} names no dataset of this study "
+                                     f"({', '.join(names)}); a per-dataset mapping takes their names and default")
+
+    def _teacher_settings(self, where: str, name: str | None) -> dict:
+        if name is None:
+            return {}
+        teachers = self.section("teachers")
+        if name not in teachers:
+            raise InputError(f"{where}.teachers names {name!r}, which the config's teachers section lacks")
+        return teachers[name] or {}
+
+
+def read_config(path: str) -> StudyConfig:
+    """A study config's YAML with its overall shape checked; the study's own names are checked by
+    `check_config`."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"{path}: cannot read the study config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("methods"), dict) or not raw["methods"]:
+        raise InputError(f"{path}: a study config needs a `methods` mapping")
+    known_keys(path, "the config", raw, SECTIONS)
+    for section in ("train", "teachers", "tune"):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise InputError(f"{path}: `{section}` must be a mapping")
+    return StudyConfig(path, raw)
+
+
+def check_config(config: StudyConfig, study: Study) -> None:
+    """Every key of the config is one the study knows, where it stands: a key it does not know anywhere is
+    an InputError naming where it is."""
+    path = config.path
+    known_keys(path, "train", config.section("train"), study.train_keys)
+    known_keys(path, "tune", config.section("tune"), study.tune_keys)
+    epochs = config.tune_epochs
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise InputError(f"{path}: tune.epochs must be a positive whole number, got {epochs!r}")
+    for name, settings in config.section("teachers").items():
+        known_keys(path, f"teachers.{name}", settings or {}, study.train_keys)
+    for label, method in config.raw["methods"].items():
+        known_keys(path, f"methods.{label}", method, METHOD_KEYS)
+        known_keys(path, f"methods.{label}.train", method.get("train") or {}, study.train_keys)
+        known_keys(path, f"methods.{label}.distill", method.get("distill") or {}, study.distill_keys)
+    study.check(config)
+
+
+def known_keys(path: str, where: str, section, known: tuple[str, ...]) -> None:
+    if not isinstance(section, dict):
+        raise InputError(f"{path}: {where} must be a mapping, got {section!r}")
+    unknown = [key for key in section if key not in known]
+    if unknown:
+        raise InputError(f"{path}: {where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+
+
+def build(where: str, kind: Callable, values: dict):
+    """Options or a cell from config values; an unknown key or a bad value is an InputError saying where."""
+    try:
+        return kind(**values)
+    except (TypeError, InputError) as error:
+        raise InputError(f"{where}: {error}") from None
+
+
+def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: tuple[int, ...],
+              epochs: int | None = None, experiment: str | None = None, device: str = "auto", workers: int = 1) -> str:
+    """Run (or resume) every cell of `config`, `workers` at a time (0: one per core); the study run id. Every
+    dataset and cell is checked first, so a bad config or file fails before any run opens."""
+    check_config(config, study)
+    datasets = study.load_data(config, data)
+    names = [dataset.name for dataset in datasets]
+    if len(set(names)) < len(names):
+        raise InputError(f"datasets must have distinct names (they name the runs), got {', '.join(names)}")
+    config.check_datasets(names)
+    device = resolve_device(device)
+    cells = [cell for dataset in datasets for cell in study.cells(config, dataset, seeds, epochs, device)]
+    tracking.use_experiment(experiment)
+    tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
+    params = {"config": config.path, "study": study.name, "data": ",".join(dataset.source for dataset in datasets),
+              "seeds": ",".join(map(str, seeds)), "epochs": str(epochs or ""), "device": device,
+              "workers": str(workers), "methods": ",".join(config.methods)}
+    with tracking.parent_run(f"study {Path(config.path).stem}", tags, params) as study_id:
+        tracking.log_text(Path(config.path).read_text(), "study_config.yaml")
+        run_cells(cells, resume=True, workers=workers or default_workers())
+        summarise(study, cells, names + config.methods)
+    return study_id
+
+
+def summarise(study: Study, cells: list[Cell], order: list[str]) -> None:
+    """Log the study's tables and figures in its run; print its table, a row per dataset and a column per
+    method (in `order`), and where the figures are."""
+    hashes = {cell.hash for cell in graph(cells)}
+    runs = tracking.finished_seed_runs(None)
+    tunes = tracking.finished_tune_runs(None)
+    report = build_report(runs[runs["cell_hash"].isin(hashes)], order=order,
+                          tunes=tunes[tunes["cell_hash"].isin(hashes)], extras=study.figures)
+    where = report.log("summary")
+    print_notes(report, "study")
+    print(render(wide_table(report.tables["table"]), "markdown"))
+    print(f"figures and tables: {where}")
+
+
+def graph(cells: list[Cell]) -> list[Cell]:
+    """`cells` and every cell they depend on, however deep."""
+    seen: dict[str, Cell] = {}
+    stack = list(cells)
+    while stack:
+        cell = stack.pop()
+        if cell.hash not in seen:
+            seen[cell.hash] = cell
+            stack.extend(cell.dependencies())
+    return list(seen.values())

@@ -1,0 +1,124 @@
+"""Where a student's teachers come from, in either study: a teachers cell of the same study (trained first,
+or found finished by its configuration), or finished teachers named by a run id. Either answers
+`runs(seeds)`: the run of the teacher of each model key a student seed learns from, keyed (seed, *rest)
+where rest is what else tells teachers of one seed apart (the multi-domain study's domain).
+
+Teachers must have trained under the student's holdout settings, so that they never saw the samples the
+student selects on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .. import tracking
+from ..errors import InputError
+from .cells import Cell, Data
+from .options import TrainOptions
+
+HOLDOUT_PARAMS = ("selection", "selection_fraction", "selection_seed")
+TEACHER_TASKS = ("teachers", "teacher")
+"""The kdtrack.task of a teachers cell's parent run (the multi-domain study's, the image study's)."""
+
+TeacherKey = tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeachingCell(Cell):
+    """A cell whose models teach: each student seed learns from the models of the same seed, or every
+    student seed from those of `teacher_seed` when set (then the cell trains that seed alone)."""
+
+    teacher_seed: int | None = field(default=None, compare=False)
+
+    option = ""
+    """The option that names these teachers: none, they are found by their configuration."""
+
+    @property
+    def holdout(self) -> dict[str, str]:
+        return holdout_of(self.train.params())
+
+    def teacher_cells(self, seeds: tuple[int, ...]) -> tuple[Cell, ...]:
+        """This cell over the seeds that `seeds`' students learn from: the cells to run first."""
+        return (self.with_seeds(self.teacher_seeds(seeds)),)
+
+    def teacher_seeds(self, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        return seeds if self.teacher_seed is None else (self.teacher_seed,)
+
+    def runs(self, seeds: tuple[int, ...]) -> dict[TeacherKey, str]:
+        """The finished teacher of each student seed and key, once this cell has run."""
+        done = self.with_seeds(self.teacher_seeds(seeds)).finished_runs()
+        return {(seed, *list(key.values())[1:]): done[self.model_hash(**key)]
+                for seed in seeds for key in self.model_keys(seed if self.teacher_seed is None else self.teacher_seed)}
+
+
+@dataclass(frozen=True)
+class TeachersRun:
+    """The finished teachers under a teachers cell's parent run, given by its id: each student seed learns
+    from the teacher(s) of its own seed, or every student from those of `seed` when given."""
+
+    run_id: str
+    data: Data
+    seed: int | None = None
+
+    def __post_init__(self):
+        parent = self._parent
+        if tracking.tag(parent, "task") not in TEACHER_TASKS or tracking.tag(parent, "seed") is not None:
+            raise InputError(f"run {self.run_id}: is not the parent run of teachers (its kdtrack.task is "
+                             f"{tracking.tag(parent, 'task')!r}); pass the id a teachers command printed")
+        if tracking.tag(parent, "data_hash") != self.data.fingerprint:
+            raise InputError(f"run {self.run_id}: its teachers were trained on other data than {self.data.name!r}")
+
+    @cached_property
+    def _parent(self):
+        return tracking.get_run(self.run_id)
+
+    @property
+    def hash(self) -> str:
+        return (tracking.tag(self._parent, "cell_hash") or self.run_id) + ("" if self.seed is None else f" seed {self.seed}")
+
+    @property
+    def option(self) -> str:
+        return self.run_id
+
+    @property
+    def holdout(self) -> dict[str, str]:
+        return holdout_of(self._parent.data.params)
+
+    def teacher_cells(self, seeds: tuple[int, ...]) -> tuple[Cell, ...]:
+        return ()
+
+    @cached_property
+    def _finished(self) -> dict[TeacherKey, str]:
+        """Each FINISHED teacher under the run, keyed by its seed (and domain)."""
+        found = {}
+        for child in tracking.child_runs(self.run_id):
+            if child.info.status == "FINISHED":
+                key = tuple(int(tracking.tag(child, name)) for name in ("seed", "domain") if tracking.tag(child, name) is not None)
+                found[key] = child.info.run_id
+        return found
+
+    def runs(self, seeds: tuple[int, ...]) -> dict[TeacherKey, str]:
+        runs = {}
+        for seed in seeds:
+            wanted = seed if self.seed is None else self.seed
+            keys = [key for key in self._finished if key[0] == wanted]
+            if not keys:
+                raise InputError(f"run {self.run_id}: has no finished teacher of seed {wanted}"
+                                 + ("" if self.seed is not None else " (name a seed it has with the teacher's seed option)"))
+            runs.update({(seed, *key[1:]): self._finished[key] for key in keys})
+        return runs
+
+
+Teachers = TeachingCell | TeachersRun
+
+
+def holdout_of(params: dict[str, str]) -> dict[str, str]:
+    """The selection settings among run params (or TrainOptions.params())."""
+    return {key: params.get(key, "") for key in HOLDOUT_PARAMS}
+
+
+def check_holdout(student: TrainOptions, teachers: Teachers, where: str) -> None:
+    """A student selecting on a holdout needs teachers that never trained on it: the same holdout."""
+    wanted = holdout_of(student.params())
+    if wanted["selection"] == "holdout" and teachers.holdout != wanted:
+        raise InputError(f"{where}: the teachers' selection settings {teachers.holdout} differ from the "
+                         f"student's {wanted}, so the teachers may have trained on the student's holdout")

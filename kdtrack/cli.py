@@ -1,35 +1,29 @@
-"""The `kdtrack` command: parses options and calls the library, nothing more."""
+"""The `kdtrack` command: parses options and calls the library, nothing more.
+
+A command's options are built only when that command runs (or its help is asked for), each with the imports
+its choices and defaults need: `kdtrack --help` imports neither torch nor MLflow."""
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .distillers import DISTILL_METHODS
-from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
-from .engine import DEVICES, SELECT_ON
-from .engine.optim import OPTIMIZERS, SCHEDULES
 from .errors import InputError, StoreError
-from .images.data import DATASETS as IMAGE_DATASETS
-from .images.options import ImageKDOptions, SimKDOptions
-from .models.mlp import parse_hidden
-from .models.resnet import ARCHS
-from .multidomain.cells.tune import DEFAULT_GRIDS
-from .multidomain.options import STEP_ORDERS, DistillOptions, MLPTrainOptions
-from .multidomain.study import DEFAULT_DATASETS
-from .spine.options import SELECTIONS, parse_seeds
-from .tracking import ACCURACY_METRICS, store_errors
 
 DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_SEEDS = "0,10,1234,99,2021"
-MLP_DEFAULTS = MLPTrainOptions()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(next((word for word in argv if word in COMMANDS), "")).parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    from .tracking import store_errors
+
     try:
         with store_errors():
             args.run(args)
@@ -57,107 +51,78 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"kdtrack: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class Command:
+    help: str
+    description: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; with `only`, that command's options alone are built (the others are named,
+    with their help): "" builds none."""
     parser = _Parser(
         prog="kdtrack",
         description="Knowledge-distillation experiments in PyTorch, every run tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default ./mlflow.db with artifacts in ./mlruns).",
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    _multidomain_commands(commands)
-    _study_commands(commands)
-    _image_commands(commands)
+    for name, command in COMMANDS.items():
+        subparser = commands.add_parser(name, help=command.help, description=command.description)
+        if only is None or only == name:
+            command.options(subparser)
+        subparser.set_defaults(run=command.run)
     return parser
 
 
-# ---- the multi-domain study's commands ---------------------------------------------------------------
+# ---- each command's options ----------------------------------------------------------------------------
 
 
-def _multidomain_commands(commands) -> None:
-    make = commands.add_parser("make-data", help="write a multi-domain dataset in the assignment's pickle schema",
-                               description="Write a multi-domain dataset: three domains 120 degrees apart at radius "
-                               "4*S, class 0 a disk and class 1 a ring in each; 2400 train / 300 valid.")
-    make.add_argument("--separation", type=float, required=True, help="S: domain centres at radius 4*S")
-    make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    make.add_argument("--n-valid", type=_whole_number, default=300,
-                      help="validation points, a multiple of 3 (default 300, as the real files; more measure "
-                      "accuracy more precisely)")
-    make.add_argument("--out", required=True, help="output path, .pkl (the assignment's schema) or .npz")
-    make.set_defaults(run=_make_data)
-
-    baseline = commands.add_parser("baseline", help="one MLP on all domains per seed (the mixed-domain baseline)",
-                                   description="Train one MLP on the mixed domains per seed: a parent run with a "
-                                   "child run per seed.")
-    _add_mlp_options(baseline, "objective")
-    baseline.set_defaults(run=_baseline)
-
-    teachers = commands.add_parser("teachers", help="one expert MLP per domain and seed",
-                                   description="Train one expert MLP per domain and seed on that domain's data "
-                                   "alone: a parent run with a child run per seed and domain.")
-    _add_mlp_options(teachers, "objective")
-    teachers.set_defaults(run=_teachers)
-
-    distill = commands.add_parser("distill", help="a student per seed from each sample's in-domain teacher",
-                                  description="Distil a student per seed from each sample's in-domain teacher of "
-                                  "the same seed. Teachers come from --teachers, or finished teachers of the same "
-                                  "configuration are reused, or they are trained first.")
-    _add_mlp_options(distill, "accuracy-1se")
-    _add_distill_options(distill)
-    distill.add_argument("--tuned", default=None,
-                         help="run id of a finished `tune` run of the same --method whose chosen values (alpha, "
-                         "temperature) replace --alpha and --temperature")
-    distill.set_defaults(run=_distill)
-
-    tune = commands.add_parser("tune", help="search a method's alpha and temperature on the selection split",
-                               description="Train a student of --method for every combination of a grid (alpha "
-                               "and T for kd and kd-mixture, tau_max for anneal-jafari) and seed, as one stack, and "
-                               "score each on the selection split (the holdout, or validation under --selection "
-                               "validation). One nested run per trial; the parent run logs best_alpha and/or "
-                               "best_temperature, which `distill --tuned RUN_ID` uses.")
-    _add_mlp_options(tune, "accuracy-1se")
-    _add_distill_options(tune, grid=True)
-    tune.set_defaults(run=_tune)
+def _make_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--separation", type=float, required=True, help="S: domain centres at radius 4*S")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--n-valid", type=_whole_number, default=300,
+                        help="validation points, a multiple of 3 (default 300, as the real files; more measure "
+                        "accuracy more precisely)")
+    parser.add_argument("--out", required=True, help="output path, .pkl (the assignment's schema) or .npz")
 
 
-def _add_mlp_options(parser: argparse.ArgumentParser, select_on: str) -> None:
-    """A multi-domain training command's options: the shared ones, then the MLP's."""
-    _add_run_options(parser, f"dataset file, .pkl or .npz (default {DEFAULT_DATASETS[0]})", DEFAULT_DATASETS[0])
-    train = _add_training_options(parser, {"epochs": f"full-batch epochs (default {MLP_DEFAULTS.epochs}, the assignment's)",
-                                           "lr": f"learning rate (default {MLP_DEFAULTS.lr})",
-                                           "weight_decay": "weight decay: L2 for adam, decoupled for adamw (default 0)",
-                                           "select_on": select_on}, lr=float)
-    train.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, comma-separated (default 20,10)")
-    train.add_argument("--batch-norm", type=_boolean, nargs="?", const=True, default=None,
-                       help="batch norm before each ReLU (default false)")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adam")
-    train.add_argument("--amsgrad", type=_boolean, nargs="?", const=True, default=None,
-                       help="use the AMSGrad variant (default false)")
-    train.add_argument("--schedule", choices=SCHEDULES, default=None,
-                       help="learning-rate schedule; onecycle peaks at --lr (default constant)")
-    train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=None,
-                       help="log the checkpoint that --select-on prefers as the model, else the last epoch's "
-                       "(default true)")
+def _mlp_options(select_on: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A multi-domain training command's options: the shared ones, then the MLP's; `select_on` is what the
+    command's role selects on when left out (said in the help: the role owns it)."""
+    def add(parser: argparse.ArgumentParser) -> None:
+        from .engine.optim import OPTIMIZERS, SCHEDULES
+        from .multidomain.options import MLPTrainOptions
+        from .multidomain.data import DEFAULT_DATASETS
+
+        defaults = MLPTrainOptions()
+        _add_run_options(parser, f"dataset file, .pkl or .npz (default {DEFAULT_DATASETS[0]})", DEFAULT_DATASETS[0])
+        train = _add_training_options(parser, {"epochs": f"full-batch epochs (default {defaults.epochs}, the assignment's)",
+                                               "lr": f"learning rate (default {defaults.lr})",
+                                               "weight_decay": "weight decay: L2 for adam, decoupled for adamw (default 0)",
+                                               "select_on": select_on}, lr=float)
+        train.add_argument("--hidden", type=_hidden, default=None, help="hidden layer sizes, comma-separated (default 20,10)")
+        train.add_argument("--batch-norm", type=_boolean, nargs="?", const=True, default=None,
+                           help="batch norm before each ReLU (default false)")
+        train.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adam")
+        train.add_argument("--amsgrad", type=_boolean, nargs="?", const=True, default=None,
+                           help="use the AMSGrad variant (default false)")
+        train.add_argument("--schedule", choices=SCHEDULES, default=None,
+                           help="learning-rate schedule; onecycle peaks at --lr (default constant)")
+        train.add_argument("--early-stopping", type=_boolean, nargs="?", const=True, default=None,
+                           help="log the checkpoint that --select-on prefers as the model, else the last epoch's "
+                           "(default true)")
+    return add
 
 
-def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) -> None:
+def _distill_options(parser: argparse.ArgumentParser) -> None:
+    from .distillers import DISTILL_METHODS
+    from .multidomain.options import DistillOptions
+
+    _mlp_options("accuracy-1se")(parser)
     defaults = DistillOptions()
-    group = parser.add_argument_group("distillation")
-    group.add_argument("--teachers", default=None,
-                       help="run id of a `teachers` run to learn from (default: reuse or train teachers)")
-    group.add_argument("--step-order", choices=STEP_ORDERS, default=defaults.step_order,
-                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
-                       "as the report did (default joint)")
-    if grid:
-        group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default=defaults.distiller,
-                           help="the distiller whose options are tuned (default kd)")
-        group.add_argument("--alphas", type=_floats, default=None,
-                           help="alpha grid (default: the method's, "
-                           f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
-        group.add_argument("--temperatures", type=_floats, default=None,
-                           help="temperature grid, tau_max for anneal-jafari (default: the method's, "
-                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['kd']['temperature'])} for kd, "
-                           f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['anneal-jafari']['temperature'])} for anneal-jafari)")
-        return
+    group = _add_teaching_options(parser)
     group.add_argument("--method", choices=DISTILL_METHODS, default=defaults.distiller,
                        help="the distiller, and the name its runs carry: kd, Hinton KD; kd-mixture, Hinton KD from "
                        "every domain's teacher weighted by p(domain | x); anneal-cosine, annealing KD as the report "
@@ -166,124 +131,129 @@ def _add_distill_options(parser: argparse.ArgumentParser, grid: bool = False) ->
                        help=f"weight of the teacher term (default {defaults.alpha})")
     group.add_argument("--temperature", type=float, default=defaults.temperature,
                        help=f"softmax temperature T, or T_max / tau_max for annealing (default {defaults.temperature:g})")
+    parser.add_argument("--tuned", default=None,
+                        help="run id of a finished `tune` run of the same --method whose chosen values (alpha, "
+                        "temperature) replace --alpha and --temperature")
 
 
-# ---- study, compare, register ------------------------------------------------------------------------
+def _tune_options(parser: argparse.ArgumentParser) -> None:
+    from .multidomain.cells.tune import DEFAULT_GRIDS
+
+    _mlp_options("accuracy-1se")(parser)
+    group = _add_teaching_options(parser)
+    group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default="kd",
+                       help="the distiller whose options are tuned (default kd)")
+    group.add_argument("--alphas", type=_floats, default=None,
+                       help="alpha grid (default: the method's, "
+                       f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
+    group.add_argument("--temperatures", type=_floats, default=None,
+                       help="temperature grid, tau_max for anneal-jafari (default: the method's, "
+                       f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['kd']['temperature'])} for kd, "
+                       f"{','.join(f'{t:g}' for t in DEFAULT_GRIDS['anneal-jafari']['temperature'])} for anneal-jafari)")
 
 
-def _study_commands(commands) -> None:
-    study = commands.add_parser("study", help="a study config's methods x datasets x seeds, resumable",
-                                description="Run every method of a study config (multi-domain, or images with "
-                                "`study: images`) on every dataset and seed, nested under one study run. Cells "
-                                "whose configuration already has a FINISHED run are skipped, so a study resumes "
-                                "where it stopped. It ends by printing its table and where its figures are.")
-    study.add_argument("--config", default=DEFAULT_CONFIG, help=f"study config, YAML (default {DEFAULT_CONFIG})")
-    study.add_argument("--data", default=None,
-                       help="multi-domain: comma-separated dataset files (default: the four embedded ones in data/); "
-                       "images: cifar100's folder")
-    study.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
-    study.add_argument("--epochs", type=_optional_whole_number, default=None,
-                       help="override the config's epochs (empty: the config's)")
-    study.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
-    study.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default auto)")
-    study.add_argument("--workers", type=_workers, default=0,
-                       help="cells trained at once, each in a process of its own with one torch thread "
-                       "(default 0: one per core)")
-    study.set_defaults(run=_study)
+def _add_teaching_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    from .multidomain.options import STEP_ORDERS
 
-    compare = commands.add_parser("compare", help="tables and figures over the store, logged as a run of its own",
-                                  description="Summarise the FINISHED per-seed runs of the baselines and the "
-                                  "students (mean and sample std of the logged models' validation accuracy, in "
-                                  "percent) per dataset x method (the name a study gives it); teachers apart with "
-                                  "--teachers. The tables and figures (accuracy, loss curves, tuning sweeps, decision "
-                                  "boundaries, annealing schedules, accuracy against size, paired differences) are "
-                                  "logged in a run of its own (kdtrack.task compare) in the experiment it compares.")
-    compare.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
-    compare.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
-    compare.add_argument("--teachers", type=_boolean, nargs="?", const=True, default=False,
-                         help="summarise teachers per dataset x domain (or architecture) instead")
-    compare.add_argument("--paired", metavar="METHOD", default=None,
-                         help="instead, each method's per-seed difference from METHOD (points), its mean, std, "
-                         "95%% t-interval and paired t-test p-value, raw and Holm-corrected")
-    compare.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
-                         help="which validation accuracy: the logged model's, the selected epoch's (best_val_acc: "
-                         "the checkpoint selection chose, not the highest) or the last epoch's (default model_val_acc)")
-    compare.add_argument("--out", default=None, help="also write the tables and figures into this folder")
-    compare.set_defaults(run=_compare)
-
-    register = commands.add_parser("register", help="register a run's model under a name and alias",
-                                   description="Register the logged model of one per-seed run as a new version of "
-                                   "--name in MLflow's model registry, move --alias to it, and tag the version with "
-                                   "its dataset, method, seed, selection, config and data hashes and validation "
-                                   "accuracy. Prints the models:/NAME@ALIAS URI and the version.")
-    register.add_argument("--run-id", default=None, help="the per-seed run whose model to register")
-    register.add_argument("--best", type=_boolean, nargs="?", const=True, default=False,
-                          help="instead, the FINISHED per-seed run of --method (and --dataset) in --experiment-name (default: any) "
-                          "whose model has the highest model_val_acc (ties: lower best_val_loss, then earlier)")
-    register.add_argument("--experiment-name", default=None, help="with --best: the experiment to choose from (default: every experiment, as compare)")
-    register.add_argument("--method", default=None, help="with --best: the method (kdtrack.method tag)")
-    register.add_argument("--dataset", default=None, help="with --best: only this dataset (file stem)")
-    register.add_argument("--name", required=True, help="registered model name")
-    register.add_argument("--alias", default="champion", help="alias moved to the new version (default champion)")
-    register.set_defaults(run=_register)
+    group = parser.add_argument_group("distillation")
+    group.add_argument("--teachers", default=None,
+                       help="run id of a `teachers` run to learn from (default: reuse or train teachers)")
+    group.add_argument("--step-order", choices=STEP_ORDERS, default="joint",
+                       help="joint: one step per epoch on all data; per-domain: one step per domain per epoch, "
+                       "as the report did (default joint)")
+    return group
 
 
-# ---- the image study's commands ----------------------------------------------------------------------
+def _study_options(parser: argparse.ArgumentParser) -> None:
+    from .engine import DEVICES
+
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"study config, YAML (default {DEFAULT_CONFIG})")
+    parser.add_argument("--data", default=None,
+                        help="multi-domain: comma-separated dataset files (default: the four embedded ones in data/); "
+                        "images: cifar100's folder")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    parser.add_argument("--epochs", type=_optional_whole_number, default=None,
+                        help="override the config's epochs (empty: the config's)")
+    parser.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="cpu, cuda or auto (default auto)")
+    parser.add_argument("--workers", type=_workers, default=0,
+                        help="cells trained at once, each in a process of its own with one torch thread "
+                        "(default 0: one per core)")
 
 
-def _image_commands(commands) -> None:
-    teacher = commands.add_parser("train-teacher", help="image path: a network per seed on the labels",
-                                  description="Train a CIFAR network per seed on the labels (method ce), to teach "
-                                  "image-kd and simkd students: a parent run with a child run per seed. Runs "
-                                  "unchanged under torchrun (DistributedDataParallel; only the first process "
-                                  "writes to MLflow).")
-    _add_image_options(teacher, default_arch="resnet32x4")
-    teacher.set_defaults(run=_train_teacher)
+def _compare_options(parser: argparse.ArgumentParser) -> None:
+    from .tracking.store import ACCURACY_METRICS
 
-    image_kd = commands.add_parser("image-kd", help="image path: Hinton KD from a logged teacher",
-                                   description="Train a student network per seed with Hinton KD, ce-weight CE + "
-                                   "kd-weight T^2 KL (1 and 1 at T = 4 by default, as the SimKD repository's KD "
-                                   "baseline), from the teachers --teacher names.")
-    _add_image_options(image_kd, default_arch="resnet8x4", teacher=True)
-    kd_defaults = ImageKDOptions()
-    image_kd.add_argument("--ce-weight", type=float, default=kd_defaults.ce_weight,
-                          help=f"weight of the cross-entropy on the labels (default {kd_defaults.ce_weight:g})")
-    image_kd.add_argument("--kd-weight", type=float, default=kd_defaults.kd_weight,
-                          help=f"weight of the T^2 KL to the teacher (default {kd_defaults.kd_weight:g})")
-    image_kd.add_argument("--temperature", type=float, default=kd_defaults.temperature,
-                          help=f"softmax temperature T (default {kd_defaults.temperature:g})")
-    image_kd.set_defaults(run=_image_kd)
+    parser.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
+    parser.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
+    parser.add_argument("--teachers", type=_boolean, nargs="?", const=True, default=False,
+                        help="summarise teachers per dataset x domain (or architecture) instead")
+    parser.add_argument("--paired", metavar="METHOD", default=None,
+                        help="instead, each method's per-seed difference from METHOD (points), its mean, std, "
+                        "95%% t-interval and paired t-test p-value, raw and Holm-corrected")
+    parser.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
+                        help="which validation accuracy: the logged model's, the selected epoch's (best_val_acc: "
+                        "the checkpoint selection chose, not the highest) or the last epoch's (default model_val_acc)")
+    parser.add_argument("--out", default=None, help="also write the tables and figures into this folder")
 
-    simkd = commands.add_parser("simkd", help="image path: SimKD, the reused teacher classifier",
-                                description="Train a student network per seed with SimKD (Chen et al., CVPR 2022): "
-                                "a projector maps the student's penultimate map into the teacher's and the teacher's "
-                                "frozen classifier predicts. The logged model is student backbone + projector + "
-                                "teacher classifier. Its runs are named for the variant (simkd, simkd-kl, simkd-multi, ...).")
-    _add_image_options(simkd, default_arch="resnet8x4", teacher=True)
-    simkd_defaults = SimKDOptions()
-    simkd.add_argument("--factor", type=int, default=simkd_defaults.factor,
-                       help=f"the projector's bottleneck: teacher channels / factor (default {simkd_defaults.factor})")
-    simkd.add_argument("--loss", choices=SIMKD_LOSSES, default=simkd_defaults.loss,
-                       help="l2: mean squared error of the maps (the paper's); kl: T^2 KL between the class "
-                       "distributions the reused classifier gives the projected maps and the teacher's (default l2)")
-    simkd.add_argument("--projector", choices=SIMKD_PROJECTORS, default=simkd_defaults.projector,
-                       help="single: the penultimate maps; multi: and a second projector on the previous stage; "
-                       "all-layer: a projector per stage pair (default single)")
-    simkd.add_argument("--multi-weight", type=float, default=simkd_defaults.multi_weight,
-                       help="with --projector multi: the penultimate pair's weight, the previous stage's is the rest "
-                       "(default 2/3)")
-    simkd.add_argument("--use-labels", type=_boolean, nargs="?", const=True, default=simkd_defaults.use_labels,
-                       help="samples the teacher misclassifies add no loss; the mean is over the rest (default false)")
-    simkd.add_argument("--temperature", type=float, default=simkd_defaults.temperature,
-                       help=f"with --loss kl: the softmax temperature (default {simkd_defaults.temperature:g})")
-    simkd.set_defaults(run=_simkd)
+
+def _register_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-id", default=None, help="the per-seed run whose model to register")
+    parser.add_argument("--best", type=_boolean, nargs="?", const=True, default=False,
+                        help="instead, the FINISHED per-seed run of --method (and --dataset) in --experiment-name "
+                        "(default: any) whose model has the highest model_val_acc (ties: lower best_val_loss, then earlier)")
+    parser.add_argument("--experiment-name", default=None,
+                        help="with --best: the experiment to choose from (default: every experiment, as compare)")
+    parser.add_argument("--method", default=None, help="with --best: the method (kdtrack.method tag)")
+    parser.add_argument("--dataset", default=None, help="with --best: only this dataset (file stem)")
+    parser.add_argument("--name", required=True, help="registered model name")
+    parser.add_argument("--alias", default="champion", help="alias moved to the new version (default champion)")
+
+
+def _image_kd_options(parser: argparse.ArgumentParser) -> None:
+    from .images.options import ImageKDOptions
+
+    _add_image_options(parser, default_arch="resnet8x4", teacher=True)
+    defaults = ImageKDOptions()
+    parser.add_argument("--ce-weight", type=float, default=defaults.ce_weight,
+                        help=f"weight of the cross-entropy on the labels (default {defaults.ce_weight:g})")
+    parser.add_argument("--kd-weight", type=float, default=defaults.kd_weight,
+                        help=f"weight of the T^2 KL to the teacher (default {defaults.kd_weight:g})")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help=f"softmax temperature T (default {defaults.temperature:g})")
+
+
+def _simkd_options(parser: argparse.ArgumentParser) -> None:
+    from .distillers.simkd import LOSSES, PROJECTORS
+    from .images.options import SimKDOptions
+
+    _add_image_options(parser, default_arch="resnet8x4", teacher=True)
+    defaults = SimKDOptions()
+    parser.add_argument("--factor", type=int, default=defaults.factor,
+                        help=f"the projector's bottleneck: teacher channels / factor (default {defaults.factor})")
+    parser.add_argument("--loss", choices=LOSSES, default=defaults.loss,
+                        help="l2: mean squared error of the maps (the paper's); kl: T^2 KL between the class "
+                        "distributions the reused classifier gives the projected maps and the teacher's (default l2)")
+    parser.add_argument("--projector", choices=PROJECTORS, default=defaults.projector,
+                        help="single: the penultimate maps; multi: and a second projector on the previous stage; "
+                        "all-layer: a projector per stage pair (default single)")
+    parser.add_argument("--multi-weight", type=float, default=defaults.multi_weight,
+                        help="with --projector multi: the penultimate pair's weight, the previous stage's is the rest "
+                        "(default 2/3)")
+    parser.add_argument("--use-labels", type=_boolean, nargs="?", const=True, default=defaults.use_labels,
+                        help="samples the teacher misclassifies add no loss; the mean is over the rest (default false)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help=f"with --loss kl: the softmax temperature (default {defaults.temperature:g})")
 
 
 def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teacher: bool = False) -> None:
     """An image command's options: the shared ones, then the network's. Left out, a training option is the
     dataset's recipe's."""
+    from .images.data import DATASETS
+    from .models.resnet import ARCHS
+
     runs = _add_run_options(parser, "cifar100: the folder its python tarball unpacks to (train, test, meta)", None)
-    runs.add_argument("--dataset", choices=IMAGE_DATASETS, default="digits",
+    runs.add_argument("--dataset", choices=DATASETS, default="digits",
                       help="digits (scikit-learn's, 8x8, runs on a CPU in minutes) or cifar100 (needs --data; "
                       "default digits)")
     if teacher:
@@ -309,6 +279,8 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
 
 def _add_run_options(parser: argparse.ArgumentParser, data_help: str, data_default: str | None) -> argparse._ArgumentGroup:
     """Data and runs: where the data is, the seeds, where the runs go, where they train, how often they log."""
+    from .engine import DEVICES
+
     runs = parser.add_argument_group("data and runs")
     runs.add_argument("--data", default=data_default, help=data_help)
     runs.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
@@ -326,6 +298,9 @@ def _add_run_options(parser: argparse.ArgumentParser, data_help: str, data_defau
 def _add_training_options(parser: argparse.ArgumentParser, helps: dict[str, str], lr) -> argparse._ArgumentGroup:
     """The training options every study shares (kdtrack.spine.options.TrainOptions); left out, the study's or
     the role's default."""
+    from .engine import SELECT_ON
+    from .spine.options import SELECTIONS
+
     train = parser.add_argument_group("training (left out: the defaults named)")
     train.add_argument("--epochs", type=_optional_whole_number, default=None, help=helps["epochs"])
     train.add_argument("--lr", type=lr, default=None, help=helps["lr"])
@@ -354,11 +329,14 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 
 def _job(args: argparse.Namespace, train):
     from .spine.jobs import Job
+    from .spine.options import parse_seeds
 
     return Job(parse_seeds(args.seeds), train, args.experiment_name or None, args.log_every, args.device)
 
 
 def _mlp_job(args: argparse.Namespace):
+    from .multidomain.options import MLPTrainOptions
+
     return _job(args, MLPTrainOptions(**_given(args, SHARED_TRAINING + MLP_TRAINING)))
 
 
@@ -393,6 +371,7 @@ def _teachers(args: argparse.Namespace) -> None:
 
 
 def _distill(args: argparse.Namespace) -> None:
+    from .multidomain.options import DistillOptions
     from .multidomain.tasks import run_distill
 
     distill = DistillOptions(args.method, args.alpha, args.temperature, args.step_order)
@@ -408,6 +387,7 @@ def _tune(args: argparse.Namespace) -> None:
 
 
 def _study(args: argparse.Namespace) -> None:
+    from .spine.options import parse_seeds
     from .spine.study import read_config, run_study
     from .studies import study_of
 
@@ -457,10 +437,14 @@ def _train_teacher(args: argparse.Namespace) -> None:
 
 
 def _image_kd(args: argparse.Namespace) -> None:
+    from .images.options import ImageKDOptions
+
     _image_student(args, ImageKDOptions(args.ce_weight, args.kd_weight, args.temperature))
 
 
 def _simkd(args: argparse.Namespace) -> None:
+    from .images.options import SimKDOptions
+
     _image_student(args, SimKDOptions(args.factor, args.loss, args.projector, args.multi_weight, args.use_labels,
                                       args.temperature))
 
@@ -478,10 +462,65 @@ def _print_run(run_id: str | None) -> None:
         print(run_id)
 
 
+COMMANDS = {
+    "make-data": Command("write a multi-domain dataset in the assignment's pickle schema",
+                         "Write a multi-domain dataset: three domains 120 degrees apart at radius 4*S, class 0 a disk "
+                         "and class 1 a ring in each; 2400 train / 300 valid.", _make_data_options, _make_data),
+    "baseline": Command("one MLP on all domains per seed (the mixed-domain baseline)",
+                        "Train one MLP on the mixed domains per seed: a parent run with a child run per seed.",
+                        _mlp_options("objective"), _baseline),
+    "teachers": Command("one expert MLP per domain and seed",
+                        "Train one expert MLP per domain and seed on that domain's data alone: a parent run with a "
+                        "child run per seed and domain.", _mlp_options("objective"), _teachers),
+    "distill": Command("a student per seed from each sample's in-domain teacher",
+                       "Distil a student per seed from each sample's in-domain teacher of the same seed. Teachers come "
+                       "from --teachers, or finished teachers of the same configuration are reused, or they are "
+                       "trained first.", _distill_options, _distill),
+    "tune": Command("search a distiller's alpha and temperature on the selection split",
+                    "Train a student of --method for every combination of a grid (alpha and T for kd and kd-mixture, "
+                    "tau_max for anneal-jafari) and seed, as one stack, and score each on the selection split (the "
+                    "holdout, or validation under --selection validation). One nested run per trial; the parent run "
+                    "logs best_alpha and/or best_temperature, which `distill --tuned RUN_ID` uses.", _tune_options, _tune),
+    "study": Command("a study config's methods x datasets x seeds, resumable",
+                     "Run every method of a study config (multi-domain, or images with `study: images`) on every "
+                     "dataset and seed, nested under one study run. Cells whose configuration already has a FINISHED "
+                     "run are skipped, so a study resumes where it stopped. It ends by printing its table and where "
+                     "its figures are.", _study_options, _study),
+    "compare": Command("tables and figures over the store, logged as a run of its own",
+                       "Summarise the FINISHED per-seed runs of the baselines and the students (mean and sample std of "
+                       "the logged models' validation accuracy, in percent) per dataset x method (the name a study "
+                       "gives it); teachers apart with --teachers. The tables and figures (accuracy, loss curves, "
+                       "tuning sweeps, decision boundaries, annealing schedules, accuracy against size, paired "
+                       "differences) are logged in a run of its own (kdtrack.task compare) in the experiment it "
+                       "compares.", _compare_options, _compare),
+    "register": Command("register a run's model under a name and alias",
+                        "Register the logged model of one per-seed run as a new version of --name in MLflow's model "
+                        "registry, move --alias to it, and tag the version with its dataset, method, seed, selection, "
+                        "config and data hashes and validation accuracy. Prints the models:/NAME@ALIAS URI and the "
+                        "version.", _register_options, _register),
+    "train-teacher": Command("image path: a network per seed on the labels",
+                             "Train a CIFAR network per seed on the labels (method ce), to teach image-kd and simkd "
+                             "students: a parent run with a child run per seed. Runs unchanged under torchrun "
+                             "(DistributedDataParallel; only the first process writes to MLflow).",
+                             lambda parser: _add_image_options(parser, default_arch="resnet32x4"), _train_teacher),
+    "image-kd": Command("image path: Hinton KD from a logged teacher",
+                        "Train a student network per seed with Hinton KD, ce-weight CE + kd-weight T^2 KL (1 and 1 at "
+                        "T = 4 by default, as the SimKD repository's KD baseline), from the teachers --teacher names.",
+                        _image_kd_options, _image_kd),
+    "simkd": Command("image path: SimKD, the reused teacher classifier",
+                     "Train a student network per seed with SimKD (Chen et al., CVPR 2022): a projector maps the "
+                     "student's penultimate map into the teacher's and the teacher's frozen classifier predicts. The "
+                     "logged model is student backbone + projector + teacher classifier. Its runs are named for the "
+                     "variant (simkd, simkd-kl, simkd-multi, ...).", _simkd_options, _simkd),
+}
+
+
 # ---- argument types ------------------------------------------------------------------------------------
 
 
 def _hidden(text: str) -> tuple[int, ...]:
+    from .models.mlp import parse_hidden
+
     try:
         return parse_hidden(text)
     except ValueError as error:

@@ -22,6 +22,8 @@ from ..errors import InputError
 from ..spine.data import fingerprint_of
 
 REQUIRED_KEYS = ("x_train", "y_train", "d_train", "x_valid", "y_valid", "d_valid")
+DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
+"""The embedded datasets (kdtrack make-data, committed in data/): what the main job runs on."""
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

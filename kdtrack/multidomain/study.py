@@ -26,11 +26,10 @@ from .cells.baseline import BaselineCell
 from .cells.students import StudentCell
 from .cells.teachers import TeachersCell
 from .cells.tune import DEFAULT_GRIDS, GridTuneCell, TuneGrid
-from .data import MultiDomainData, load_multidomain
+from .data import DEFAULT_DATASETS, MultiDomainData, load_multidomain
 from .figures import decision_boundaries
 from .options import DistillOptions, MLPTrainOptions
 
-DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", "data/sep0.25.pkl")
 GRID_KEYS = ("alpha", "temperature")
 
 

@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from .distillers import DISTILL_METHODS
 from .engine import DEVICES, SELECT_ON
+from .engine.minibatch import PRECISIONS
 from .engine.optim import OPTIMIZERS, SCHEDULES
 from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJECTORS
 from .errors import InputError, StoreError
@@ -235,6 +236,11 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
                        "accuracy-1se: the latest epoch within one standard error of the best)")
     train.add_argument("--selection-fraction", type=float, default=None, help="share of train held out (default 0.1)")
     train.add_argument("--selection-seed", type=int, default=None, help="seed of the holdout draw (default 0)")
+    train.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="bf16: train under bfloat16 autocast; the parameters, the loss, the selection and the logged "
+                       "model stay float32 (default float32)")
+    train.add_argument("--compile", type=_boolean, nargs="?", const=True, default=None,
+                       help="torch.compile the training forward (same results within float tolerance; default false)")
 
 
 def _add_job_options(parser: argparse.ArgumentParser, student: bool = False) -> None:
@@ -409,7 +415,7 @@ def _image_job(args: argparse.Namespace):
     train = recipe(args.dataset, arch=args.arch, epochs=args.epochs, lr=lrs[0] if lrs else None,
                    milestones=args.milestones, batch_size=args.batch_size, weight_decay=args.weight_decay,
                    select_on=args.select_on, selection_fraction=args.selection_fraction,
-                   selection_seed=args.selection_seed)
+                   selection_seed=args.selection_seed, precision=args.precision, compile=args.compile)
     return ImageJob(args.dataset, args.data or None, parse_seeds(args.seeds), train, lrs if len(lrs) > 1 else (),
                     args.experiment_name or None, args.log_every, args.device)
 

@@ -86,15 +86,13 @@ class NetworkCell(Cell):
         loader = Loader(self.train.batch_size, self._transform, seed)
         progress = Progress(f"{self.model_name(seed=seed)}", self.epochs) if is_main_process() else None
         return train_network(student, teacher, distiller, _samples(fit), _samples(self.data.test), _samples(selection),
-                             self.epochs, self.train.optim, loader, self.train.select_on, self.device, progress)
+                             self.epochs, self.train.optim, loader, self.train.select_on, self.device, progress,
+                             precision=self.train.precision, compile=self.train.compile)
 
-    def _transform(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    @cached_property
+    def _transform(self) -> augment.Augment:
         """uint8 images -> the network's normalised input; random crops (and flips) under a generator."""
-        if generator is not None:
-            images = augment.random_crop(images, self.train.padding, generator)
-            if self.train.flip:
-                images = augment.random_flip(images, generator)
-        return augment.to_float(images, self.data.mean, self.data.std)
+        return augment.Augment(self.train.padding, self.train.flip, self.data.mean, self.data.std)
 
     def _seed_run(self, seed: int, result: TrainResult, model: nn.Module) -> tracking.SeedRun:
         """A seed's record; its accuracy and latency are the deployed model's, scored on the CPU."""

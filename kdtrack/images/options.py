@@ -3,9 +3,10 @@ each dataset's recipe, which fills in what the command line leaves out."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..distillers.simkd import LOSSES, PROJECTORS
+from ..engine.minibatch import PRECISIONS
 from ..engine.optim import OptimConfig
 from ..errors import InputError
 from ..models.resnet import ARCHS
@@ -20,7 +21,8 @@ class ImageTrainOptions:
     """How one network trains: SGD with momentum, the learning rate times `gamma` after each milestone
     epoch, mini-batches of `batch_size` (over all processes under torchrun), random crops of `padding`
     and, with `flip`, mirror images. The checkpoint that `select_on` prefers on a holdout carved from train
-    (stratified by class) is the model; the test split is only ever reported (as `val_*`)."""
+    (stratified by class) is the model; the test split is only ever reported (as `val_*`). `precision` bf16
+    trains under bfloat16 autocast (kdtrack.engine.minibatch says what stays float32)."""
 
     arch: str = "resnet8x4"
     epochs: int = 240
@@ -36,9 +38,14 @@ class ImageTrainOptions:
     selection: str = "holdout"
     selection_fraction: float = 0.1
     selection_seed: int = 0
+    precision: str = "float32"
+    compile: bool = field(default=False, compare=False)
+    """torch.compile the training forward: it changes how the step runs, not what it computes (within float
+    tolerance), so, like the device, it is neither a param nor part of a cell's identity."""
 
     def __post_init__(self):
         check_training(self)
+        require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         require(self.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         require(self.batch_size >= 1, f"batch-size must be at least 1, got {self.batch_size}")
         require(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}")
@@ -54,7 +61,7 @@ class ImageTrainOptions:
                            milestones=self.milestones, gamma=self.gamma)
 
     def params(self) -> dict[str, str]:
-        return params_of(self)
+        return {key: value for key, value in params_of(self).items() if key != "compile"}
 
 
 RECIPES = {

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import mlflow
 
+from kdtrack.tracking.store import STATE_DICT_PATH
+
 PLAIN = r'''
 import copy, sys
 import numpy as np, torch, torch.nn.functional as F
@@ -147,7 +149,7 @@ def teacher_run(folder: str, env: dict[str, str]) -> tuple[str, str]:
     parent = subprocess.run(argv, cwd=folder, env=env, check=True, capture_output=True, text=True).stdout.split()[-1]
     child = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                filter_string=f"tags.mlflow.parentRunId = '{parent}'")[0]
-    checkpoint = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path="checkpoint/state_dict.pt",
+    checkpoint = mlflow.artifacts.download_artifacts(run_id=child.info.run_id, artifact_path=STATE_DICT_PATH,
                                                      dst_path=folder)
     return f"runs:/{child.info.run_id}/model", checkpoint
 
@@ -166,6 +168,7 @@ def main() -> None:
         if args.threads:
             env["OMP_NUM_THREADS"] = str(args.threads)
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+        print(f"load average at the start: {_load()}")
         start = time.perf_counter()
         teacher, checkpoint = teacher_run(folder, env)
         print(f"(a fresh store, then a 1-epoch ResNet-32x4 teacher in it: {time.perf_counter() - start:.1f} s)\n")
@@ -185,7 +188,11 @@ def main() -> None:
                     print(f"| {command} | {epochs} x {n_seeds} | {kd_wall:.1f} | {plain_wall:.1f} | "
                           f"{plain_wall / kd_wall:.2f} | {kd_cpu:.1f} | {plain_cpu:.1f} | {plain_cpu / kd_cpu:.2f} |",
                           flush=True)
-    print(f"\nload average at the end: {' '.join(f'{load:.1f}' for load in os.getloadavg())} on {os.cpu_count()} cores")
+    print(f"\nload average at the end: {_load()}")
+
+
+def _load() -> str:
+    return f"{' '.join(f'{load:.1f}' for load in os.getloadavg())} (1, 5, 15 min) on {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

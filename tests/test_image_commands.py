@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -15,9 +16,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
+from kdtrack.errors import InputError
 from kdtrack.images.cells import accuracy
 from kdtrack.images.data import load_digits
 from kdtrack.images import augment
+from kdtrack.images.options import recipe
 from kdtrack.tracking import load_model
 
 SHARED_STORE = "store"
@@ -198,3 +201,13 @@ def test_a_learning_rate_sweep_is_a_cell_per_rate_under_one_run(store):
     for cell in cells:
         assert cell.info.status == "FINISHED" and cell.data.tags["kdtrack.method"] == "simkd"
         assert [child.data.params["lr"] for child in _children(cell.info.run_id)] == [cell.data.params["lr"]]
+
+
+def test_precision_is_a_param_and_part_of_the_identity_and_compile_is_neither():
+    """bf16 changes the numbers; compiling changes only how they are computed (within float tolerance), as
+    the device does."""
+    train = recipe("digits", precision="bf16", compile=True)
+    assert train.params()["precision"] == "bf16" and "compile" not in train.params()
+    assert replace(train, compile=False) == train and replace(train, precision="float32") != train
+    with pytest.raises(InputError, match="precision must be one of float32, bf16, got 'fp16'"):
+        recipe("digits", precision="fp16")

@@ -249,6 +249,7 @@ def _simkd_options(parser: argparse.ArgumentParser) -> None:
 def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teacher: bool = False) -> None:
     """An image command's options: the shared ones, then the network's. Left out, a training option is the
     dataset's recipe's."""
+    from .engine import PRECISIONS
     from .images.data import DATASETS
     from .models.resnet import ARCHS
 
@@ -272,6 +273,11 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
     train.add_argument("--milestones", type=lambda text: _whole_numbers(text) or None, default=None,
                        help="epochs after which the rate drops x0.1 (default: 150,180,210 of 240, scaled to --epochs)")
     train.add_argument("--batch-size", type=_whole_number, default=None, help="over all processes (default 64)")
+    train.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="bf16: train under bfloat16 autocast; the parameters, the loss, the selection and the logged "
+                       "model stay float32 (default float32)")
+    train.add_argument("--compile", type=_boolean, nargs="?", const=True, default=None,
+                       help="torch.compile the training forward (same results within float tolerance; default false)")
 
 
 # ---- what every training command shares ----------------------------------------------------------------
@@ -320,7 +326,7 @@ def _add_training_options(parser: argparse.ArgumentParser, helps: dict[str, str]
 
 SHARED_TRAINING = ("epochs", "weight_decay", "select_on", "selection", "selection_fraction", "selection_seed")
 MLP_TRAINING = ("lr", "hidden", "batch_norm", "optimizer", "amsgrad", "schedule", "early_stopping")
-IMAGE_TRAINING = ("arch", "milestones", "batch_size")
+IMAGE_TRAINING = ("arch", "milestones", "batch_size", "precision", "compile")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -15,9 +16,11 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from kdtrack.cli import main
-from kdtrack.images.cells import accuracy
+from kdtrack.errors import InputError
+from kdtrack.spine.scoring import accuracy
 from kdtrack.images.data import load_digits
 from kdtrack.images import augment
+from kdtrack.images.options import recipe
 from kdtrack.tracking import load_model
 
 SHARED_STORE = "store"
@@ -214,7 +217,17 @@ def test_several_rates_are_tuned_on_the_holdout_then_the_chosen_one_trains_every
     assert tune.data.tags["kdtrack.task"] == "tune" and tune.data.params["lrs"] == "0.01,0.05"
     trials = MlflowClient().search_runs([tune.info.experiment_id], f"tags.mlflow.parentRunId = '{tune.info.run_id}'")
     scores = {float(trial.data.params["lr"]): trial.data.metrics["selection_acc_mean"] for trial in trials}
-    assert set(scores) == {0.01, 0.05} and tune.data.metrics["best_lr"] == max(scores, key=scores.get)
+    assert set(scores) == {0.01, 0.05} and scores[tune.data.metrics["best_lr"]] == max(scores.values())
     for kid in _children(printed):
         assert float(kid.data.params["lr"]) == tune.data.metrics["best_lr"]
         assert (kid.data.params["tuned"], kid.data.params["tuned_by"]) == ("lr", tune.info.run_id)
+
+
+def test_precision_is_a_param_and_part_of_the_identity_and_compile_is_neither():
+    """bf16 changes the numbers; compiling changes only how they are computed (within float tolerance), as
+    the device does."""
+    train = recipe("digits", precision="bf16", compile=True)
+    assert train.params()["precision"] == "bf16" and "compile" not in train.params()
+    assert replace(train, compile=False) == train and replace(train, precision="float32") != train
+    with pytest.raises(InputError, match="precision must be one of float32, bf16, got 'fp16'"):
+        recipe("digits", precision="fp16")

@@ -110,6 +110,7 @@ BAD = {
     "--hidden": (either(st.just(""), lists_with(integers_outside(lambda n: n >= 1), "8")), False),
     "--batch-norm": (BOOLEAN, False), "--amsgrad": (BOOLEAN, False), "--early-stopping": (BOOLEAN, False),
     "--use-labels": (BOOLEAN, False), "--best": (BOOLEAN, False), "--teachers": (BOOLEAN, False),
+    "--compile": (BOOLEAN, False),
     "--data": (WORDS.map(lambda word: f"missing-{word}.pkl"), True),
     "--config": (WORDS.map(lambda word: f"missing-{word}.yaml"), True),
     "--tuned": (HEX, True), "--run-id": (HEX, True),

@@ -73,7 +73,7 @@ class Objective:
     def sums(self) -> tuple[Tensor, Tensor]:
         """The counted samples' loss sum and their number."""
         if self.counted is None:
-            return self.per_sample.sum(), torch.tensor(float(len(self.per_sample)), device=self.per_sample.device)
+            return self.per_sample.sum(), self.per_sample.new_full((), len(self.per_sample))
         weight = self.counted.to(self.per_sample.dtype)
         return (self.per_sample * weight).sum(), weight.sum()
 

@@ -69,15 +69,23 @@ class Batch:
         return Batch(*(None if value is None else value.to(device) for value in (self.x, self.y, self.mask, self.teacher)))
 
 
+PRECISIONS = ("float32", "bf16")
+"""The mini-batch step's arithmetic: float32, or bfloat16 autocast of the training forward (the parameters, the
+loss, the passes and the selection stay float32)."""
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """How a training runs, as it travels from the options to the engine: epochs, the optimiser and its
-    schedule, what selects the checkpoint (SELECT_ON), and the device."""
+    schedule, what selects the checkpoint (SELECT_ON), the device, and for the mini-batch step its precision
+    (PRECISIONS) and whether torch.compile runs its training forward."""
 
     epochs: int
     optim: OptimConfig
     select_on: str = "objective"
     device: str = "cpu"
+    precision: str = "float32"
+    compile: bool = False
 
 
 @dataclass

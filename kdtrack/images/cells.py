@@ -89,13 +89,10 @@ class NetworkCell(TunedCell):
         return train_network(student, teacher, distiller, _samples(fit), _samples(self.data.test), _samples(selection),
                              options.spec(self.device), loader, progress)
 
-    def _transform(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+    @cached_property
+    def _transform(self) -> augment.Augment:
         """uint8 images -> the network's normalised input; random crops (and flips) under a generator."""
-        if generator is not None:
-            images = augment.random_crop(images, self.train.padding, generator)
-            if self.train.flip:
-                images = augment.random_flip(images, generator)
-        return augment.to_float(images, self.data.mean, self.data.std)
+        return augment.Augment(self.train.padding, self.train.flip, self.data.mean, self.data.std)
 
     @cached_property
     def _test(self) -> tuple[Tensor, Tensor]:

@@ -2,14 +2,16 @@
 each dataset's recipe, which fills in what the command line or a study config leaves out."""
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..distillers import HintonKD
 from ..distillers.base import Distiller
 from ..distillers.simkd import LOSSES, PROJECTORS, SimKD
+from ..engine import PRECISIONS, TrainSpec
 from ..engine.optim import OptimConfig
 from ..errors import InputError
 from ..models.resnet import ARCHS
@@ -24,7 +26,8 @@ class ImageTrainOptions(TrainOptions):
     """How one network trains: SGD with momentum, the learning rate times `gamma` after each milestone
     epoch, mini-batches of `batch_size` (over all processes under torchrun), random crops of `padding`
     and, with `flip`, mirror images. The checkpoint that `select_on` prefers on a holdout carved from train
-    (stratified by class) is the model; the test split is only ever reported (as `val_*`)."""
+    (stratified by class) is the model; the test split is only ever reported (as `val_*`). `precision` bf16
+    trains under bfloat16 autocast (kdtrack.engine.minibatch says what stays float32)."""
 
     selections = ("holdout",)
 
@@ -38,9 +41,14 @@ class ImageTrainOptions(TrainOptions):
     gamma: float = 0.1
     padding: int = 4
     flip: bool = True
+    precision: str = "float32"
+    compile: bool = field(default=False, compare=False)
+    """torch.compile the training forward: it changes how the step runs, not what it computes (within float
+    tolerance), so, like the device, it is neither a param nor part of a cell's identity."""
 
     def __post_init__(self):
         super().__post_init__()
+        require(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         require(self.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         require(self.batch_size >= 1, f"batch-size must be at least 1, got {self.batch_size}")
         require(0 <= self.momentum < 1, f"momentum must lie in [0, 1), got {self.momentum}")
@@ -53,6 +61,12 @@ class ImageTrainOptions(TrainOptions):
     def optim(self) -> OptimConfig:
         return OptimConfig(self.lr, "sgd", self.weight_decay, schedule="multistep", momentum=self.momentum,
                            milestones=self.milestones, gamma=self.gamma)
+
+    def params(self) -> dict[str, str]:
+        return {key: value for key, value in super().params().items() if key != "compile"}
+
+    def spec(self, device: str) -> TrainSpec:
+        return dataclasses.replace(super().spec(device), precision=self.precision, compile=self.compile)
 
 
 RECIPES = {

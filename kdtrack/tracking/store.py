@@ -232,8 +232,9 @@ def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str]) -> No
 @functools.cache
 def prepare_model_logging() -> None:
     """Import and run torch.export once per process, as mlflow.pytorch.log_model will, with a dynamic batch
-    size: about 2 s that the first logged model would otherwise pay, spent while models train."""
-    torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    size: about 2 s that the first logged model would otherwise pay, spent while models train. The module has
+    no parameters: initialising some would draw from torch's global generator while models are being seeded."""
+    torch.export.export(torch.nn.Flatten(), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
 
 
 def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> str:

@@ -14,7 +14,7 @@ from .distillers.simkd import LOSSES as SIMKD_LOSSES, PROJECTORS as SIMKD_PROJEC
 from .errors import InputError, StoreError
 from .images.data import DATASETS as IMAGE_DATASETS
 from .images.options import ImageKDOptions, SimKDOptions
-from .models.resnet import ARCHS
+from .models.zoo import ARCHS
 from .models.mlp import parse_hidden
 from .multidomain.cells.tune import DEFAULT_GRIDS
 from .multidomain.options import SELECTIONS, STEP_ORDERS, STUDENT_SELECT_ON, DistillOptions, TrainOptions, parse_seeds

@@ -26,7 +26,7 @@ from ..engine import TrainResult
 from ..engine.distributed import is_main_process, world_size
 from ..engine.minibatch import Loader, Samples, train_network
 from ..errors import InputError
-from ..models.resnet import CifarResNet, ResNetConfig, build_resnet
+from ..models import ImageNetwork, NetworkConfig, build_network
 from ..progress import Progress
 from . import augment
 from .data import ImageData, ImageSplit, holdout
@@ -54,10 +54,10 @@ class NetworkCell(Cell):
         except ValueError as error:
             raise InputError(f"{self.data.name}: {error}") from None
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
+    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
         return make_distiller("ce", self.epochs)
 
-    def teacher_network(self) -> CifarResNet | None:
+    def teacher_network(self) -> ImageNetwork | None:
         return None
 
     def run(self) -> str | None:
@@ -79,7 +79,7 @@ class NetworkCell(Cell):
         return parent_id
 
     def train_seed(self, seed: int) -> tuple[TrainResult, nn.Module]:
-        student = build_resnet(ResNetConfig(self.train.arch, self.data.n_classes, self.data.channels), seed)
+        student = build_network(NetworkConfig(self.train.arch, self.data.n_classes, self.data.channels), seed)
         teacher = self.teacher_network()
         distiller = self.distiller(student, teacher)  # after the student: its parts draw from the seeded stream
         fit, selection = self.splits
@@ -150,8 +150,8 @@ class StudentCell(NetworkCell):
         run = tracking.get_run(tracking.run_of_model(self.teacher))
         if tracking.tag(run, "data_hash") != self.data.fingerprint:
             raise InputError(f"teacher {self.teacher}: was trained on other data than {self.data.name!r}")
-        if not isinstance(self.teacher_network(), CifarResNet):
-            raise InputError(f"teacher {self.teacher}: is not a ResNet teacher (a teacher is logged by train-teacher)")
+        if not isinstance(self.teacher_network(), ImageNetwork):
+            raise InputError(f"teacher {self.teacher}: is not an image network teacher (a teacher is logged by train-teacher)")
 
     def identity(self) -> dict:
         return {"teacher": tracking.run_of_model(self.teacher), "distill": self.method_options().params()}
@@ -159,7 +159,7 @@ class StudentCell(NetworkCell):
     def params(self) -> dict[str, str]:
         return {**super().params(), **self.method_options().params(), "teacher": self.teacher}
 
-    def teacher_network(self) -> CifarResNet:
+    def teacher_network(self) -> ImageNetwork:
         return tracking.load_model(self.teacher)
 
     def method_options(self) -> ImageKDOptions | SimKDOptions:
@@ -174,7 +174,7 @@ class KDCell(StudentCell):
     def method_options(self) -> ImageKDOptions:
         return self.distill
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
+    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
         return make_distiller("kd", self.epochs, self.distill.alpha, self.distill.temperature)
 
 
@@ -186,10 +186,10 @@ class SimKDCell(StudentCell):
     def method_options(self) -> SimKDOptions:
         return self.distill
 
-    def distiller(self, student: CifarResNet, teacher: CifarResNet | None) -> Distiller:
+    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
         options = self.distill
-        return SimKD(self.epochs, student, teacher, options.factor, options.loss, options.projector,
-                     options.multi_weight, options.use_labels, options.temperature)
+        return SimKD(self.epochs, student, teacher, self.data.image_size, options.factor, options.loss,
+                     options.projector, options.multi_weight, options.use_labels, options.temperature)
 
 
 def _samples(split: ImageSplit) -> Samples:

@@ -58,6 +58,11 @@ class ImageData:
     def channels(self) -> int:
         return self.train.x.shape[3]
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.train.x.shape[1], self.train.x.shape[2]
+
 
 def split_fingerprint(*splits: ImageSplit) -> str:
     digest = hashlib.sha256()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ..distillers.simkd import LOSSES, PROJECTORS
 from ..engine.optim import OptimConfig
 from ..errors import InputError
-from ..models.resnet import ARCHS
+from ..models.zoo import ARCHS
 from ..options import check_training, coerce_numbers, params_of, require
 
 MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)

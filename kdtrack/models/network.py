@@ -9,6 +9,7 @@ stages of VGG, MobileNetV2 and ShuffleNet, never to nothing).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,8 +48,13 @@ class ImageNetwork(nn.Module):
         self.config = config
 
     def features(self, x: Tensor) -> list[Tensor]:
-        """The stage maps, shallowest first; the last is the penultimate map."""
-        raise NotImplementedError
+        """The stage maps, shallowest first; the last is the penultimate map. By default the outputs of
+        `stages` after `stem`."""
+        maps, x = [], self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
 
     def classify(self, penultimate: Tensor) -> Tensor:
         """Logits from a penultimate map: average pool, flatten, classifier."""
@@ -80,6 +86,18 @@ class ImageNetwork(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+
+def make_stages(block: Callable[[int, int, int], nn.Module], width: int, stage_channels: Sequence[int],
+                blocks: Sequence[int], strides: Sequence[int]) -> nn.ModuleList:
+    """Stages of `blocks[i]` blocks `block(channels_in, channels_out, stride)`: a stage's first block takes the
+    previous stage's width (`width` for the first) at `strides[i]`, the others keep the stage's width at
+    stride 1."""
+    stages = []
+    for channels, count, stride in zip(stage_channels, blocks, strides):
+        stages.append(nn.Sequential(block(width, channels, stride), *(block(channels, channels, 1) for _ in range(count - 1))))
+        width = channels
+    return nn.ModuleList(stages)
 
 
 def conv_bn(channels_in: int, channels_out: int, kernel: int, stride: int = 1, groups: int = 1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .network import ImageNetwork, NetworkConfig, conv_bn
+from .network import ImageNetwork, NetworkConfig, conv_bn, make_stages
 
 SPECS: dict[str, tuple[int, tuple[int, int, int], int]] = {
     "resnet20": (16, (16, 32, 64), 3),
@@ -41,26 +41,14 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(ImageNetwork):
+    """Its stage maps are the outputs of the three stages (32, 16 and 8 pixels wide for 32 x 32 input)."""
+
     SPECS = SPECS
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
         stem, self.stage_channels, blocks = SPECS[config.arch]
         self.stem = conv_bn(config.in_channels, stem, 3)
-        stages, width = [], stem
-        for index, channels in enumerate(self.stage_channels):
-            stride = 1 if index == 0 else 2
-            stage = [BasicBlock(width, channels, stride)] + [BasicBlock(channels, channels, 1) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-            width = channels
-        self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Linear(width, config.n_classes)
+        self.stages = make_stages(BasicBlock, stem, self.stage_channels, (blocks,) * 3, (1, 2, 2))
+        self.classifier = nn.Linear(self.stage_channels[-1], config.n_classes)
         self.init_weights()
-
-    def features(self, x: Tensor) -> list[Tensor]:
-        """The output maps of the three stages (for 32 x 32 input: 32, 16 and 8 pixels wide)."""
-        maps, x = [], self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps

@@ -14,11 +14,13 @@ branches of stride 2; both end in a channel shuffle of two groups.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .network import ImageNetwork, NetworkConfig, conv_bn
+from .network import ImageNetwork, NetworkConfig, conv_bn, make_stages
 
 STEM_CHANNELS = 24
 V1_SPECS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int], int]] = {
@@ -61,29 +63,18 @@ class ShuffleBottleneck(nn.Module):
 
 
 class ShuffleNetV1(ImageNetwork):
+    """Its stage maps are the outputs of the three stages (16, 8 and 4 pixels wide for 32 x 32 input)."""
+
     SPECS = V1_SPECS
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
         self.stage_channels, units, groups = V1_SPECS[config.arch]
         self.stem = conv_bn(config.in_channels, STEM_CHANNELS, 1)
-        stages, width = [], STEM_CHANNELS
-        for channels, count in zip(self.stage_channels, units):
-            stage = [ShuffleBottleneck(width, channels, 2, groups)]
-            stage += [ShuffleBottleneck(channels, channels, 1, groups) for _ in range(count - 1)]
-            stages.append(nn.Sequential(*stage))
-            width = channels
-        self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Linear(width, config.n_classes)
+        bottleneck = partial(ShuffleBottleneck, groups=groups)
+        self.stages = make_stages(bottleneck, STEM_CHANNELS, self.stage_channels, units, (2, 2, 2))
+        self.classifier = nn.Linear(self.stage_channels[-1], config.n_classes)
         self.init_weights()
-
-    def features(self, x: Tensor) -> list[Tensor]:
-        """The output maps of the three stages (16, 8 and 4 pixels wide for 32 x 32 input)."""
-        maps, x = [], self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
 
 
 class ShuffleUnit(nn.Module):
@@ -115,6 +106,11 @@ class ShuffleDownUnit(nn.Module):
         return channel_shuffle(torch.cat([self.left(x), self.right(x)], dim=1), 2)
 
 
+def shuffle_v2_unit(channels_in: int, channels_out: int, stride: int) -> nn.Module:
+    """A stage's first unit (stride 2) down-samples; the others keep the size."""
+    return ShuffleDownUnit(channels_in, channels_out) if stride == 2 else ShuffleUnit(channels_out)
+
+
 class ShuffleNetV2(ImageNetwork):
     SPECS = V2_SPECS
 
@@ -122,12 +118,8 @@ class ShuffleNetV2(ImageNetwork):
         super().__init__(config)
         stage_channels, head = V2_SPECS[config.arch]
         self.stem = conv_bn(config.in_channels, STEM_CHANNELS, 1)
-        stages, width = [], STEM_CHANNELS
-        for channels, count in zip(stage_channels, V2_UNITS):
-            stages.append(nn.Sequential(ShuffleDownUnit(width, channels), *(ShuffleUnit(channels) for _ in range(count))))
-            width = channels
-        self.stages = nn.ModuleList(stages)
-        self.head = conv_bn(width, head, 1)
+        self.stages = make_stages(shuffle_v2_unit, STEM_CHANNELS, stage_channels, [n + 1 for n in V2_UNITS], (2, 2, 2))
+        self.head = conv_bn(stage_channels[-1], head, 1)
         self.stage_channels = (*stage_channels, head)
         self.classifier = nn.Linear(head, config.n_classes)
         self.init_weights()
@@ -135,9 +127,5 @@ class ShuffleNetV2(ImageNetwork):
     def features(self, x: Tensor) -> list[Tensor]:
         """The output maps of the three stages (16, 8 and 4 pixels wide for 32 x 32 input), then the head's
         map (the one that is pooled)."""
-        maps, x = [], self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        maps.append(self.head(x))
-        return maps
+        maps = super().features(x)
+        return [*maps, self.head(maps[-1])]

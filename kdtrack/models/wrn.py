@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .network import ImageNetwork, NetworkConfig
+from .network import ImageNetwork, NetworkConfig, make_stages
 
 SPECS: dict[str, tuple[int, int]] = {"wrn_16_2": (16, 2), "wrn_40_1": (40, 1), "wrn_40_2": (40, 2)}
 """Depth and widening factor."""
@@ -46,22 +46,13 @@ class WideResNet(ImageNetwork):
         blocks = (depth - 4) // 6
         self.stage_channels = (16 * k, 32 * k, 64 * k)
         self.stem = nn.Conv2d(config.in_channels, STEM_CHANNELS, 3, padding=1, bias=False)
-        stages, width = [], STEM_CHANNELS
-        for index, channels in enumerate(self.stage_channels):
-            stride = 1 if index == 0 else 2
-            stage = [PreActBlock(width, channels, stride)] + [PreActBlock(channels, channels, 1) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-            width = channels
-        self.stages = nn.ModuleList(stages)
-        self.norm = nn.BatchNorm2d(width)
-        self.classifier = nn.Linear(width, config.n_classes)
+        self.stages = make_stages(PreActBlock, STEM_CHANNELS, self.stage_channels, (blocks,) * 3, (1, 2, 2))
+        self.norm = nn.BatchNorm2d(self.stage_channels[-1])
+        self.classifier = nn.Linear(self.stage_channels[-1], config.n_classes)
         self.init_weights()
 
     def features(self, x: Tensor) -> list[Tensor]:
         """The output maps of the three stages, the last after the final BN-ReLU (the map that is pooled)."""
-        maps, x = [], self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
+        maps = super().features(x)
         maps[-1] = F.relu(self.norm(maps[-1]))
         return maps

@@ -35,8 +35,8 @@ class NetworkConfig:
 
 
 class ImageNetwork(nn.Module):
-    """Stage maps, then average pooling and a linear classifier. A family sets `stage_channels` and
-    `classifier` and implements `features`."""
+    """Stage maps, then average pooling and a linear classifier. A family sets `stage_channels`,
+    `classifier`, and either `stem` and `stages` (see `features`) or a `features` of its own."""
 
     SPECS: dict[str, object]
     """The family's architectures by name, and what each is made of."""

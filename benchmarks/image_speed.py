@@ -37,7 +37,7 @@ import numpy as np, torch, torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
-from kdtrack.models.resnet import ResNetConfig, build_resnet
+from kdtrack.models import NetworkConfig, build_network
 
 epochs, seeds, folder = int(sys.argv[1]), [int(s) for s in sys.argv[2].split(",")], sys.argv[3]
 teacher_file = sys.argv[4] if len(sys.argv) > 4 else ""
@@ -67,7 +67,7 @@ def projector(channels_in, channels_out, factor=2):
 
 teacher = None
 if teacher_file:
-    teacher = build_resnet(ResNetConfig("resnet32x4", 10, 1))
+    teacher = build_network(NetworkConfig("resnet32x4", 10, 1))
     teacher.load_state_dict(torch.load(teacher_file, weights_only=True))
     teacher.eval().requires_grad_(False)
 
@@ -95,7 +95,7 @@ def evaluate(student, project, split):
 
 for seed in seeds:
     torch.manual_seed(seed)
-    student = build_resnet(ResNetConfig("resnet8x4", 10, 1))
+    student = build_network(NetworkConfig("resnet8x4", 10, 1))
     project = projector(256, 256) if teacher is not None else None
     params = list(student.parameters()) if teacher is None else \
         [*(p for name, p in student.named_parameters() if not name.startswith("classifier.")), *project.parameters()]

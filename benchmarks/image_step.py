@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kdtrack.models.resnet import ResNetConfig, build_resnet
+from kdtrack.models import NetworkConfig, build_network
 
 STEPS = 15
 
@@ -21,7 +21,7 @@ def main() -> None:
     torch.manual_seed(0)
     x, y = torch.randn(64, channels, size, size), torch.randint(0, 10, (64,))
     for memory_format in ("default", "channels-last") * 2:
-        model, batch = build_resnet(ResNetConfig(arch, 10, channels), 0), x
+        model, batch = build_network(NetworkConfig(arch, 10, channels), 0), x
         if memory_format == "channels-last":
             model, batch = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -251,7 +251,7 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
     dataset's recipe's."""
     from .engine import PRECISIONS
     from .images.data import DATASETS
-    from .models.resnet import ARCHS
+    from .models.zoo import ARCHS
 
     runs = _add_run_options(parser, "cifar100: the folder its python tarball unpacks to (train, test, meta)", None)
     runs.add_argument("--dataset", choices=DATASETS, default="digits",

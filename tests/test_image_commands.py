@@ -1,8 +1,6 @@
 """The image path end to end on digits, as a user runs it: train-teacher, then simkd (and its variants) and
 image-kd from the logged teacher. Each leaves FINISHED runs whose models reload through both MLflow flavours
 and through kdtrack at the accuracy their runs logged; bad input is one line and no run."""
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -15,6 +13,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from image_runs import assert_reloads_at_logged_accuracy, children as _children, digits_test_split as _test_images, run
 from kdtrack.cli import main
 from kdtrack.errors import InputError
 from kdtrack.spine.scoring import accuracy
@@ -26,14 +25,6 @@ from kdtrack.tracking import load_model
 SHARED_STORE = "store"
 EPOCHS = "3"
 SEEDS = "0,1"
-
-
-def run(*argv: str) -> str:
-    """A command's printed run id."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(list(argv)) == 0
-    return out.getvalue().split()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +46,6 @@ def store(tmp_path_factory):
         "all-layer": run("simkd", *variant, "--projector", "all-layer", "--use-labels"),
     }
     return {"uri": uri, "teacher": teacher, "teacher_model": model, "students": students}
-
-
-def _children(parent_id: str):
-    parent = MlflowClient().get_run(parent_id)
-    runs = MlflowClient().search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
-    return sorted(runs, key=lambda run: int(run.data.tags["kdtrack.seed"]))
-
-
-def _test_images():
-    data = load_digits()
-    return augment.to_float(augment.nchw(data.test.x), data.mean, data.std), torch.from_numpy(data.test.y)
 
 
 def test_every_command_leaves_finished_runs_tagged_per_seed(store):
@@ -110,18 +90,7 @@ def test_a_simkd_student_learns(store):
 @pytest.mark.parametrize("name", ["teacher", "l2", "multi", "kd"])
 def test_models_reload_through_both_flavours_at_the_logged_accuracy(store, name):
     parent = store["teacher"] if name == "teacher" else store["students"][name]
-    child = _children(parent)[0]
-    x, y = _test_images()
-    logged = child.data.metrics["model_val_acc"]
-    assert accuracy(load_model(child.info.run_id), x, y) == pytest.approx(logged)
-    uri = f"runs:/{child.info.run_id}/model"
-    pytorch = mlflow.pytorch.load_model(uri)
-    with torch.no_grad():
-        assert float((pytorch(x).argmax(dim=1) == y).float().mean()) == pytest.approx(logged)
-    pyfunc = mlflow.pyfunc.load_model(uri)
-    assert pyfunc.metadata.signature is not None
-    assert float((torch.from_numpy(np.asarray(pyfunc.predict(x.numpy()))).argmax(dim=1) == y).float().mean()) \
-        == pytest.approx(logged)
+    assert_reloads_at_logged_accuracy(_children(parent)[0])
 
 
 def test_a_simkd_model_is_deployed_without_the_teacher_backbone(store):

@@ -12,7 +12,7 @@ from kdtrack.engine import minibatch
 from kdtrack.engine.minibatch import Loader, MinibatchStep, Samples, train_network
 from kdtrack.engine import OptimConfig, TrainSpec
 from kdtrack.images.augment import Augment
-from kdtrack.models.resnet import ResNetConfig, build_resnet
+from kdtrack.models import NetworkConfig, build_network
 
 SGD = OptimConfig(0.1, "sgd", 5e-4, schedule="multistep", momentum=0.9, milestones=(3,), gamma=0.1)
 
@@ -107,7 +107,7 @@ def _images(n: int, seed: int) -> Samples:
 
 def _image_step(epochs: int = 2, **options) -> tuple[MinibatchStep, np.ndarray]:
     """A ResNet-8x4 trained `epochs` epochs of two steps each on crops of 64 images, and its history rows."""
-    student = build_resnet(ResNetConfig("resnet8x4", 2, 1), 0)
+    student = build_network(NetworkConfig("resnet8x4", 2, 1), 0)
     fit, held = _images(64, 1), _images(32, 2)
     step = MinibatchStep(student, None, make_distiller("ce", epochs), fit, held, held,
                          TrainSpec(epochs, IMAGE_SGD, "accuracy", **options), Loader(32, Augment(1, False, (0.5,), (0.25,)), 0))
@@ -137,7 +137,7 @@ def test_bf16_trains_within_a_percent_of_float32_and_selects_in_float32():
     epochs, held = 2, _images(32, 2)
 
     def trained(precision):
-        student = build_resnet(ResNetConfig("resnet8x4", 2, 1), 0)
+        student = build_network(NetworkConfig("resnet8x4", 2, 1), 0)
         return train_network(student, None, make_distiller("ce", epochs), _images(64, 1), held, held,
                              TrainSpec(epochs, IMAGE_SGD, "accuracy", precision=precision),
                              Loader(32, Augment(1, False, (0.5,), (0.25,)), 0))
@@ -182,7 +182,7 @@ def test_batch_norm_synchronises_on_a_gpu_only_and_the_deployed_student_keeps_pl
     step, synchronised = _image_step()
     assert any(isinstance(module, nn.SyncBatchNorm) for module in step.trainee.modules())
     np.testing.assert_array_equal(synchronised, plain)
-    student = build_resnet(ResNetConfig("resnet8x4", 2, 1), 0)
+    student = build_network(NetworkConfig("resnet8x4", 2, 1), 0)
     fit, held = _images(64, 1), _images(32, 2)
     _, model = train_network(student, None, make_distiller("ce", 2), fit, held, held, TrainSpec(2, IMAGE_SGD, "accuracy"),
                              Loader(32, Augment(1, False, (0.5,), (0.25,)), 0))

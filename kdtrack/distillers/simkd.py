@@ -8,10 +8,14 @@ Variants, each a constructor option:
   It applies to the penultimate pair, which the classifier reads; earlier pairs always use l2.
 - `projector`: `single` (penultimate maps only); `multi`, a second projector from the previous stage,
   weighted `1 - multi_weight` against the penultimate pair's `multi_weight`; `all-layer`, one projector per
-  stage pair (stage i of the student meets stage i of the teacher: both CIFAR ResNets have three stages,
-  whatever their depth), the pairs' losses averaged (the penultimate pair's weight is 1/3).
+  stage pair, the pairs' losses averaged.
 - `use_labels`: samples the teacher misclassifies add no loss, and the loss is the mean over the rest.
 Only the penultimate projector is deployed (`deployable`): extra projectors train the backbone only.
+
+Stages pair from the penultimate backwards: the k-th map from the end of the student's `features` meets the
+k-th from the end of the teacher's, whatever each network's count of stages (a ResNet has 3, ShuffleNetV2 4,
+VGG and MobileNetV2 5); `all-layer` pairs as many as the network with fewer stages has. In every pair the
+larger map is pooled to the smaller (kdtrack.models.simkd.match_sizes) before the student's is projected.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from copy import deepcopy
 import torch
 from torch import Tensor, nn
 
-from ..models.resnet import CifarResNet
+from ..models.network import ImageNetwork
 from ..models.simkd import Projector, SimKDConfig, SimKDStudent, match_sizes
 from .base import Distiller, Objective, soft_kl
 
@@ -31,20 +35,22 @@ PROJECTORS = ("single", "multi", "all-layer")
 class SimKD(Distiller):
     uses_student_classifier = False
 
-    def __init__(self, epochs: int, student: CifarResNet, teacher: CifarResNet, factor: int = 2, loss: str = "l2",
-                 projector: str = "single", multi_weight: float = 2 / 3, use_labels: bool = False,
-                 temperature: float = 4.0):
+    def __init__(self, epochs: int, student: ImageNetwork, teacher: ImageNetwork, image_size: tuple[int, int],
+                 factor: int = 2, loss: str = "l2", projector: str = "single", multi_weight: float = 2 / 3,
+                 use_labels: bool = False, temperature: float = 4.0):
         super().__init__(epochs)
         if loss not in LOSSES or projector not in PROJECTORS:
             raise ValueError(f"loss must be one of {LOSSES} and projector one of {PROJECTORS}")
         self.loss, self.use_labels, self.temperature, self.factor = loss, use_labels, temperature, factor
-        last = len(teacher.stage_channels) - 1
-        stages = {"single": [last], "multi": [last, last - 1], "all-layer": list(range(last, -1, -1))}[projector]
-        self.stages = stages
-        """The stage pairs, the penultimate first: its projector is the deployed one."""
+        self.stages = stage_pairs(projector, len(student.stage_channels), len(teacher.stage_channels))
+        """The stage pairs as indices from the end of both networks' maps, the penultimate (-1) first: its
+        projector is the deployed one."""
         self.weights = {"single": [1.0], "multi": [multi_weight, 1 - multi_weight],
-                        "all-layer": [1 / len(stages)] * len(stages)}[projector]
-        self.parts = nn.ModuleList(Projector(student.stage_channels[i], teacher.stage_channels[i], factor) for i in stages)
+                        "all-layer": [1 / len(self.stages)] * len(self.stages)}[projector]
+        self.parts = nn.ModuleList(Projector(student.stage_channels[i], teacher.stage_channels[i], factor)
+                                   for i in self.stages)
+        self.teacher_map_size = teacher.map_sizes(image_size)[-1]
+        """The teacher's penultimate map size on the training images: the deployed student pools to it."""
 
     def objective(self, student: nn.Module, teacher: nn.Module | None, x: Tensor, y: Tensor, epoch: int) -> Objective:
         student_maps = student.features(x)
@@ -67,10 +73,16 @@ class SimKD(Distiller):
 
     def deployable(self, student: nn.Module, teacher: nn.Module | None) -> SimKDStudent:
         """Student backbone, penultimate projector and teacher classifier, copied into one module."""
-        config = SimKDConfig(student.config, teacher.stage_channels[-1], self.factor)
+        config = SimKDConfig(student.config, teacher.stage_channels[-1], self.factor, self.teacher_map_size)
         model = SimKDStudent(config)
         backbone = {key: value for key, value in student.state_dict().items() if not key.startswith("classifier.")}
         model.backbone.load_state_dict(backbone)
         model.projector.load_state_dict(self.parts[0].state_dict())
         model.classifier.load_state_dict(deepcopy(teacher.classifier.state_dict()))
         return model.to(next(student.parameters()).device)
+
+
+def stage_pairs(projector: str, student_stages: int, teacher_stages: int) -> list[int]:
+    """Which stage maps `projector` pairs, as indices from the end of both networks' feature lists."""
+    count = {"single": 1, "multi": 2, "all-layer": min(student_stages, teacher_stages)}[projector]
+    return [-1 - k for k in range(count)]

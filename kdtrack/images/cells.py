@@ -22,7 +22,7 @@ from ..engine import TrainResult
 from ..engine.distributed import is_main_process, world_size
 from ..engine.minibatch import Loader, Samples, train_network
 from ..errors import InputError
-from ..models.resnet import ResNetConfig, build_resnet
+from ..models import ImageNetwork, NetworkConfig, build_network
 from ..progress import Progress
 from ..spine.cells import ModelRecord, Stopwatch
 from ..spine.teachers import TEACHER_TASKS, Teachers, TeachersRun, TeachingCell, check_holdout, holdout_of
@@ -57,10 +57,10 @@ class NetworkCell(TunedCell):
         except ValueError as error:
             raise InputError(f"{self.data.name}: {error}") from None
 
-    def distiller(self, student: nn.Module, teacher: nn.Module | None) -> Distiller:
+    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
         return make_distiller("ce", self.epochs)
 
-    def teacher_network(self, seed: int) -> nn.Module | None:
+    def teacher_network(self, seed: int) -> ImageNetwork | None:
         return None
 
     def at_rate(self, lr: float, seeds: tuple[int, ...]) -> NetworkCell:
@@ -80,7 +80,7 @@ class NetworkCell(TunedCell):
     def train_seed(self, seed: int) -> tuple[TrainResult, nn.Module]:
         """One network of `seed`, at the chosen options: the result and the model it deploys."""
         options = self.resolve(self.train)
-        student = build_resnet(ResNetConfig(options.arch, self.data.n_classes, self.data.channels), seed)
+        student = build_network(NetworkConfig(options.arch, self.data.n_classes, self.data.channels), seed)
         teacher = self.teacher_network(seed)
         distiller = self.distiller(student, teacher)  # after the student: its parts draw from the seeded stream
         fit, selection = self.splits
@@ -155,14 +155,14 @@ class StudentCell(NetworkCell):
         """Each seed's teacher run, looked up once for the cell."""
         return self.teachers.runs(self.seeds)
 
-    def teacher_network(self, seed: int) -> nn.Module:
+    def teacher_network(self, seed: int) -> ImageNetwork:
         return tracking.load_model(self.teacher_runs[(seed,)])
 
     def seed_tags(self, seed: int) -> dict[str, str]:
         return {"teacher_run_ids": self.teacher_runs[(seed,)]}
 
-    def distiller(self, student: nn.Module, teacher: nn.Module | None) -> Distiller:
-        return self.distill.distiller(self.epochs, student, teacher)
+    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
+        return self.distill.distiller(self.epochs, student, teacher, self.data.image_size)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,11 @@ class ImageData:
     def channels(self) -> int:
         return self.train.x.shape[3]
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.train.x.shape[1], self.train.x.shape[2]
+
 
 def load_image_data(dataset: str, folder: str | None = None) -> ImageData:
     if dataset == "digits":

@@ -14,7 +14,7 @@ from ..distillers.simkd import LOSSES, PROJECTORS, SimKD
 from ..engine import PRECISIONS, TrainSpec
 from ..engine.optim import OptimConfig
 from ..errors import InputError
-from ..models.resnet import ARCHS
+from ..models.zoo import ARCHS
 from ..spine.options import TrainOptions, coerce_numbers, params_of, require
 
 MILESTONE_FRACTIONS = (150 / 240, 180 / 240, 210 / 240)
@@ -121,7 +121,8 @@ class ImageKDOptions:
     def label(self) -> str:
         return "kd"
 
-    def distiller(self, epochs: int, student: nn.Module, teacher: nn.Module) -> Distiller:
+    def distiller(self, epochs: int, student: nn.Module, teacher: nn.Module, image_size: tuple[int, int]) -> Distiller:
+        """The objective that trains `student` from `teacher` on images of `image_size`."""
         return HintonKD.weighted(epochs, self.ce_weight, self.kd_weight, self.temperature)
 
 
@@ -152,8 +153,8 @@ class SimKDOptions:
         parts = ["simkd"] + (["kl"] if self.loss == "kl" else []) + ([self.projector] if self.projector != "single" else [])
         return "-".join(parts + (["labels"] if self.use_labels else []))
 
-    def distiller(self, epochs: int, student: nn.Module, teacher: nn.Module) -> Distiller:
-        return SimKD(epochs, student, teacher, self.factor, self.loss, self.projector, self.multi_weight,
+    def distiller(self, epochs: int, student: nn.Module, teacher: nn.Module, image_size: tuple[int, int]) -> Distiller:
+        return SimKD(epochs, student, teacher, image_size, self.factor, self.loss, self.projector, self.multi_weight,
                      self.use_labels, self.temperature)
 
 

@@ -1,105 +1,54 @@
-"""The CIFAR ResNets of the knowledge-distillation literature (resnet8x4, resnet32x4), with their stage
-feature maps exposed for feature distillation.
+"""The CIFAR ResNets of the knowledge-distillation literature: ResNet-20/32/56/110 (16 stem channels, stages
+of 16, 32 and 64) and the x4 pair resnet8x4 / resnet32x4 (32 stem channels, stages of 64, 128 and 256).
 
-A 3x3 stem (32 channels, BN, ReLU, no max-pool), three stages of post-activation basic blocks (64, 128 and
-256 channels; stride 2 at stages 2 and 3; a 1x1 conv + BN shortcut on the first block of every stage),
-adaptive average pooling and a linear classifier. Adaptive pooling makes any input of at least 8 x 8 work.
+A 3x3 stem (BN, ReLU, no max-pool), three stages of post-activation basic blocks (stride 2 at stages 2 and
+3), average pooling and a linear classifier. A block's shortcut is a 1x1 conv + BN where its stride or
+width changes, else the identity. Depth 6n + 2 means n blocks per stage.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ARCHS: dict[str, tuple[int, int, int]] = {"resnet8x4": (1, 1, 1), "resnet32x4": (5, 5, 5)}
-"""Basic blocks per stage."""
-STEM_CHANNELS = 32
-STAGE_CHANNELS = (64, 128, 256)
+from .network import ImageNetwork, NetworkConfig, conv_bn, make_stages
 
-
-@dataclass(frozen=True)
-class ResNetConfig:
-    arch: str
-    n_classes: int
-    in_channels: int = 3
-
-    def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-
-    def to_params(self) -> dict[str, str]:
-        """The architecture as run params, enough to rebuild the network (see `from_params`)."""
-        return {"arch": self.arch, "n_classes": str(self.n_classes), "in_channels": str(self.in_channels)}
-
-    @classmethod
-    def from_params(cls, params: dict[str, str]) -> ResNetConfig:
-        return cls(params["arch"], int(params["n_classes"]), int(params["in_channels"]))
+SPECS: dict[str, tuple[int, tuple[int, int, int], int]] = {
+    "resnet20": (16, (16, 32, 64), 3),
+    "resnet32": (16, (16, 32, 64), 5),
+    "resnet56": (16, (16, 32, 64), 9),
+    "resnet110": (16, (16, 32, 64), 18),
+    "resnet8x4": (32, (64, 128, 256), 1),
+    "resnet32x4": (32, (64, 128, 256), 5),
+}
+"""Stem channels, stage channels, basic blocks per stage."""
 
 
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU."""
 
-    def __init__(self, channels_in: int, channels_out: int, stride: int, projected: bool):
+    def __init__(self, channels_in: int, channels_out: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels_out)
-        self.shortcut = nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride, bias=False),
-                                      nn.BatchNorm2d(channels_out)) if projected else nn.Identity()
+        projected = stride != 1 or channels_in != channels_out
+        self.shortcut = conv_bn(channels_in, channels_out, 1, stride, relu=False) if projected else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    def __init__(self, config: ResNetConfig):
-        super().__init__()
-        self.config = config
-        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, STEM_CHANNELS, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True))
-        stages, width = [], STEM_CHANNELS
-        for index, (blocks, channels) in enumerate(zip(ARCHS[config.arch], STAGE_CHANNELS)):
-            stride = 1 if index == 0 else 2
-            stage = [BasicBlock(width, channels, stride, projected=True)]
-            stage += [BasicBlock(channels, channels, 1, projected=False) for _ in range(blocks - 1)]
-            stages.append(nn.Sequential(*stage))
-            width = channels
-        self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Linear(width, config.n_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+class CifarResNet(ImageNetwork):
+    """Its stage maps are the outputs of the three stages (32, 16 and 8 pixels wide for 32 x 32 input)."""
 
-    @property
-    def stage_channels(self) -> tuple[int, ...]:
-        return STAGE_CHANNELS
+    SPECS = SPECS
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """The output maps of the three stages; the last is the penultimate map (256 x 8 x 8 for 32 x 32
-        input) that SimKD projects."""
-        maps, x = [], self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
-
-    def classify(self, penultimate: Tensor) -> Tensor:
-        """Logits from a penultimate map: average pool, flatten, classifier."""
-        return self.classifier(F.adaptive_avg_pool2d(penultimate, 1).flatten(1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classify(self.features(x)[-1])
-
-
-def build_resnet(config: ResNetConfig, seed: int | None = None) -> CifarResNet:
-    """A freshly initialised network; with a seed, exactly what torch.manual_seed(seed) then building gives."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    return CifarResNet(config)
+    def __init__(self, config: NetworkConfig):
+        super().__init__(config)
+        stem, self.stage_channels, blocks = SPECS[config.arch]
+        self.stem = conv_bn(config.in_channels, stem, 3)
+        self.stages = make_stages(BasicBlock, stem, self.stage_channels, (blocks,) * 3, (1, 2, 2))
+        self.classifier = nn.Linear(self.stage_channels[-1], config.n_classes)
+        self.init_weights()

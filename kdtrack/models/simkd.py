@@ -3,6 +3,11 @@
 The student's penultimate map passes through a projector into the teacher's feature space, and the
 teacher's own classifier, frozen, makes the prediction. What is deployed is the student backbone, the
 projector and the teacher's classifier: no teacher backbone.
+
+Maps of different spatial sizes meet at the smaller, in each dimension: the larger map is average-pooled
+(adaptively) down to the smaller before the student's goes through the projector, as in the official code.
+The deployed student does the same with the size the teacher's penultimate map had in training, so it
+predicts exactly what training measured.
 """
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .resnet import CifarResNet, ResNetConfig
+from .network import NetworkConfig
+from .zoo import build_network
+
+Size = tuple[int, int]
 
 
 class Projector(nn.Sequential):
@@ -27,45 +35,57 @@ class Projector(nn.Sequential):
         )
 
 
+def pool_to(feature_map: Tensor, size: Size) -> Tensor:
+    """The map average-pooled down to at most `size` (height, width); a dimension already no larger is kept."""
+    height, width = feature_map.shape[-2:]
+    target = (min(height, size[0]), min(width, size[1]))
+    return feature_map if target == (height, width) else F.adaptive_avg_pool2d(feature_map, target)
+
+
 def match_sizes(student_map: Tensor, teacher_map: Tensor) -> tuple[Tensor, Tensor]:
-    """The two maps at one spatial size: the larger is average-pooled to the smaller."""
-    s, t = student_map.shape[-1], teacher_map.shape[-1]
-    if s > t:
-        return F.adaptive_avg_pool2d(student_map, t), teacher_map
-    if t > s:
-        return student_map, F.adaptive_avg_pool2d(teacher_map, s)
-    return student_map, teacher_map
+    """The two maps at one spatial size: in each dimension the larger is average-pooled to the smaller."""
+    return pool_to(student_map, teacher_map.shape[-2:]), pool_to(teacher_map, student_map.shape[-2:])
 
 
 @dataclass(frozen=True)
 class SimKDConfig:
     """What rebuilds a deployed SimKD student: the student's architecture, the teacher's penultimate
-    channels and the projector's factor (the classes are the student's)."""
+    channels, the projector's factor, and the size of the teacher's penultimate map in training, to which
+    the student's is pooled (None: never pooled, as runs logged before this was recorded). The classes are
+    the student's."""
 
-    student: ResNetConfig
+    student: NetworkConfig
     teacher_channels: int
     factor: int
+    teacher_map_size: Size | None
 
     def to_params(self) -> dict[str, str]:
-        return {**self.student.to_params(), "teacher_channels": str(self.teacher_channels), "factor": str(self.factor)}
+        params = {**self.student.to_params(), "teacher_channels": str(self.teacher_channels), "factor": str(self.factor)}
+        if self.teacher_map_size is not None:
+            params["teacher_map_size"] = "x".join(map(str, self.teacher_map_size))
+        return params
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> SimKDConfig:
-        return cls(ResNetConfig.from_params(params), int(params["teacher_channels"]), int(params["factor"]))
+        size = params.get("teacher_map_size")
+        return cls(NetworkConfig.from_params(params), int(params["teacher_channels"]), int(params["factor"]),
+                   None if size is None else tuple(int(side) for side in size.split("x")))
 
 
 class SimKDStudent(nn.Module):
-    """Student backbone -> projector -> the teacher's classifier. The backbone's own classifier is not part
-    of it (an identity stands in its place)."""
+    """Student backbone -> size matching -> projector -> the teacher's classifier. The backbone's own
+    classifier is not part of it (an identity stands in its place)."""
 
     def __init__(self, config: SimKDConfig):
         super().__init__()
         self.config = config
-        self.backbone = CifarResNet(config.student)
+        self.backbone = build_network(config.student)
         self.backbone.classifier = nn.Identity()
         self.projector = Projector(self.backbone.stage_channels[-1], config.teacher_channels, config.factor)
         self.classifier = nn.Linear(config.teacher_channels, config.student.n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         penultimate = self.backbone.features(x)[-1]
+        if self.config.teacher_map_size is not None:
+            penultimate = pool_to(penultimate, self.config.teacher_map_size)
         return self.classifier(F.adaptive_avg_pool2d(self.projector(penultimate), 1).flatten(1))

@@ -144,3 +144,24 @@ def test_the_chosen_rate_does_not_see_the_test_labels(tmp_path, monkeypatch):
         row = tunes[tunes["cell_hash"].str.len() > 0].sort_values("start_time").iloc[-1]
         chosen.append(load_trials(row.artifact_uri))
     assert chosen[0][["lr", "seed", "selection_acc", "selection_ce"]].equals(chosen[1][["lr", "seed", "selection_acc", "selection_ce"]])
+
+
+@pytest.mark.parametrize("config", ["configs/simkd-digits.yaml", "configs/simkd-cifar100.yaml"])
+def test_the_shipped_image_configs_build_their_graphs(config, tmp_path, monkeypatch):
+    """Every method of each shipped config becomes a cell (a tuned one after its tune cell, a student after
+    its teachers' cell), on a CIFAR-100-shaped folder for the CIFAR config; nothing trains."""
+    from kdtrack.images.data import write_cifar100_folder
+    from kdtrack.spine.study import check_config, graph, read_config
+    from kdtrack.studies import study_of
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    study = read_config(str(REPO / config))
+    kind = study_of(study)
+    check_config(study, kind)
+    folder = [str(write_cifar100_folder(tmp_path / "cifar", 200, 100))] if study.raw["dataset"] == "cifar100" else None
+    data = kind.load_data(study, folder)[0]
+    cells = kind.cells(study, data, (0, 1), None, "cpu")
+    assert [cell.label for cell in cells] == list(study.raw["methods"])
+    tasks = {cell.task for cell in graph(cells)}
+    assert {"baseline", "student", "teacher"} <= tasks and ("tune" in tasks) == any(
+        "tuned" in str(method) for method in [study.raw.get("train"), *study.raw["methods"].values()])

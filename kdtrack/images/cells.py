@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..models import ImageNetwork, NetworkConfig, build_network
 from ..progress import Progress
 from ..spine.cells import ModelRecord, Stopwatch
-from ..spine.teachers import TEACHER_TASKS, Teachers, TeachersRun, TeachingCell, check_holdout, holdout_of
+from ..spine.teachers import Teachers, TeachersRun, TeachingCell, check_holdout
 from ..spine.tuning import Trial, TunedCell, TuneCell
 from . import augment
 from .data import ImageData, ImageSplit, holdout
@@ -165,62 +165,11 @@ class StudentCell(NetworkCell):
         return self.distill.distiller(self.epochs, student, teacher, self.data.image_size)
 
 
-@dataclass(frozen=True)
-class TeacherModel:
-    """One logged teacher, given as a per-seed run (`runs:/ID/model` or its id) or a registered model
-    (`models:/NAME@ALIAS`, `models:/NAME/VERSION`), resolved to its run once: every student seed learns from
-    it (an alias moved while a command runs changes nothing)."""
-
-    reference: str
-    run_id: str
-    data: ImageData
-
-    def __post_init__(self):
-        run = self._run
-        if tracking.tag(run, "task") not in TEACHER_TASKS or run.info.status != "FINISHED":
-            raise InputError(f"teacher {self.reference}: run {self.run_id} is not a finished teacher (its kdtrack.task "
-                             f"is {tracking.tag(run, 'task')!r}, its status {run.info.status})")
-        if tracking.tag(run, "data_hash") != self.data.fingerprint:
-            raise InputError(f"teacher {self.reference}: was trained on other data than {self.data.name!r}")
-
-    @cached_property
-    def _run(self):
-        return tracking.get_run(self.run_id)
-
-    @property
-    def hash(self) -> str:
-        return tracking.tag(self._run, "config_hash") or self.run_id
-
-    @property
-    def option(self) -> str:
-        return self.reference if self.run_id in self.reference else f"{self.reference} (run {self.run_id})"
-
-    @property
-    def holdout(self) -> dict[str, str]:
-        return holdout_of(self._run.data.params)
-
-    def teacher_cells(self, seeds: tuple[int, ...]) -> tuple:
-        return ()
-
-    def runs(self, seeds: tuple[int, ...]) -> dict[tuple[int, ...], str]:
-        return {(seed,): self.run_id for seed in seeds}
-
-
-def resolve_teacher(reference: str, data: ImageData, seed: int | None = None) -> Teachers:
+def resolve_teacher(reference: str, data: ImageData, seed: int | None = None) -> TeachersRun:
     """The teachers a `--teacher` names, looked up once: a train-teacher command's parent run (its id or
     `runs:/ID`; each student seed learns from the teacher of its own seed, or all from `seed`'s), or one
     teacher's run or registered model. Anything else is one line."""
-    run_id = tracking.run_of_model(reference)
-    run = tracking.get_run(run_id)
-    if tracking.tag(run, "seed") is not None:
-        if seed is not None:
-            raise InputError(f"teacher {reference}: names one teacher's run; a teacher seed goes with a parent run")
-        return TeacherModel(reference, run_id, data)
-    if tracking.tag(run, "task") in TEACHER_TASKS:
-        return TeachersRun(run_id, data, seed)
-    raise InputError(f"teacher {reference}: names no teacher (run {run_id} has kdtrack.task "
-                     f"{tracking.tag(run, 'task')!r}); pass the run id train-teacher printed, a seed run's "
-                     "runs:/ID/model, or a registered models:/NAME@ALIAS")
+    return TeachersRun(tracking.run_of_model(reference), data, seed, reference)
 
 
 @dataclass(frozen=True, kw_only=True)

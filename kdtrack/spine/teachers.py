@@ -52,55 +52,66 @@ class TeachingCell(Cell):
 
 @dataclass(frozen=True)
 class TeachersRun:
-    """The finished teachers under a teachers cell's parent run, given by its id: each student seed learns
-    from the teacher(s) of its own seed, or every student from those of `seed` when given."""
+    """Finished teachers given by a run, looked up once (a registered model's alias moved meanwhile changes
+    nothing): a teachers cell's parent run, each student seed learning from the teacher(s) of its own seed or
+    all from those of `seed`; or one teacher's own run, every student seed learning from it. `reference` is
+    how the user named it (a run id, `runs:/ID/model`, `models:/NAME@ALIAS`)."""
 
     run_id: str
     data: Data
     seed: int | None = None
+    reference: str = ""
 
     def __post_init__(self):
-        parent = self._parent
-        if tracking.tag(parent, "task") not in TEACHER_TASKS or tracking.tag(parent, "seed") is not None:
-            raise InputError(f"run {self.run_id}: is not the parent run of teachers (its kdtrack.task is "
-                             f"{tracking.tag(parent, 'task')!r}); pass the id a teachers command printed")
-        if tracking.tag(parent, "data_hash") != self.data.fingerprint:
-            raise InputError(f"run {self.run_id}: its teachers were trained on other data than {self.data.name!r}")
+        run, named = self._run, self.reference or f"run {self.run_id}"
+        if tracking.tag(run, "task") not in TEACHER_TASKS or (self.single and run.info.status != "FINISHED"):
+            raise InputError(f"{named}: names no teacher (run {self.run_id} has kdtrack.task "
+                             f"{tracking.tag(run, 'task')!r}, status {run.info.status}); pass the run id a teachers "
+                             "command printed, a teacher's runs:/ID/model, or a registered models:/NAME@ALIAS")
+        if self.single and self.seed is not None:
+            raise InputError(f"{named}: names one teacher's run; a teacher seed goes with the teachers' parent run")
+        if tracking.tag(run, "data_hash") != self.data.fingerprint:
+            raise InputError(f"{named}: its teachers were trained on other data than {self.data.name!r}")
 
     @cached_property
-    def _parent(self):
+    def _run(self):
         return tracking.get_run(self.run_id)
 
     @property
+    def single(self) -> bool:
+        """Whether the run is one teacher's (a per-seed run) rather than a teachers cell's parent."""
+        return tracking.tag(self._run, "seed") is not None
+
+    @property
     def hash(self) -> str:
-        return (tracking.tag(self._parent, "cell_hash") or self.run_id) + ("" if self.seed is None else f" seed {self.seed}")
+        own = tracking.tag(self._run, "config_hash" if self.single else "cell_hash") or self.run_id
+        return own + ("" if self.seed is None else f" seed {self.seed}")
 
     @property
     def option(self) -> str:
-        return self.run_id
+        if not self.reference or self.run_id in self.reference:
+            return self.reference or self.run_id
+        return f"{self.reference} (run {self.run_id})"
 
     @property
     def holdout(self) -> dict[str, str]:
-        return holdout_of(self._parent.data.params)
+        return holdout_of(self._run.data.params)
 
     def teacher_cells(self, seeds: tuple[int, ...]) -> tuple[Cell, ...]:
         return ()
 
     @cached_property
     def _finished(self) -> dict[TeacherKey, str]:
-        """Each FINISHED teacher under the run, keyed by its seed (and domain)."""
-        found = {}
-        for child in tracking.child_runs(self.run_id):
-            if child.info.status == "FINISHED":
-                key = tuple(int(tracking.tag(child, name)) for name in ("seed", "domain") if tracking.tag(child, name) is not None)
-                found[key] = child.info.run_id
-        return found
+        """Each FINISHED teacher of the run, keyed by its seed (and domain)."""
+        teachers = [self._run] if self.single else tracking.child_runs(self.run_id)
+        return {tuple(int(tracking.tag(run, name)) for name in ("seed", "domain") if tracking.tag(run, name) is not None):
+                run.info.run_id for run in teachers if run.info.status == "FINISHED"}
 
     def runs(self, seeds: tuple[int, ...]) -> dict[TeacherKey, str]:
         runs = {}
         for seed in seeds:
-            wanted = seed if self.seed is None else self.seed
-            keys = [key for key in self._finished if key[0] == wanted]
+            wanted = self.seed if self.seed is not None else seed
+            keys = list(self._finished) if self.single else [key for key in self._finished if key[0] == wanted]
             if not keys:
                 raise InputError(f"run {self.run_id}: has no finished teacher of seed {wanted}"
                                  + ("" if self.seed is not None else " (name a seed it has with the teacher's seed option)"))

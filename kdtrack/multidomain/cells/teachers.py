@@ -60,7 +60,10 @@ def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: MLPTrai
     if isinstance(teachers, TeachersCell):
         teachers.splits  # noqa: B018 (the teachers' holdout too is checked before any run opens)
     else:
-        teachers.runs(seeds)
+        runs = teachers.runs(seeds)
+        missing = [f"seed {seed} domain {domain}" for seed in seeds for domain in data.domains if (seed, domain) not in runs]
+        if missing:
+            raise InputError(f"run {teachers.run_id}: has no finished teacher for {', '.join(missing)}")
     check_holdout(student, teachers, f"run {teachers.run_id}" if teachers.option else data.source)
 
 

@@ -158,7 +158,7 @@ def test_the_shipped_image_configs_build_their_graphs(config, tmp_path, monkeypa
     study = read_config(str(REPO / config))
     kind = study_of(study)
     check_config(study, kind)
-    folder = [str(write_cifar100_folder(tmp_path / "cifar", 200, 100))] if study.raw["dataset"] == "cifar100" else None
+    folder = [str(write_cifar100_folder(tmp_path / "cifar", 1000, 100))] if study.raw["dataset"] == "cifar100" else None
     data = kind.load_data(study, folder)[0]
     cells = kind.cells(study, data, (0, 1), None, "cpu")
     assert [cell.label for cell in cells] == list(study.raw["methods"])

@@ -33,7 +33,7 @@ def run_claimed(cell: Cell, task: str = "") -> str | None:
     id) in the claim."""
     if not cell.resume:
         return cell.run()
-    name = claims.PREFIX + config_hash({"cell": cell.hash, "label": cell.key[1]})
+    name = claim_name(cell)
     watch = Watch()
     while True:
         owner = {"host": this_host(), "pid": str(os.getpid()), "task": task, "study": tracking.process_context()[2] or "",
@@ -48,14 +48,20 @@ def run_claimed(cell: Cell, task: str = "") -> str | None:
         holder = claims.read(name)
         if holder is None:  # released between the two calls: claim again
             continue
+        first = watch.first_sight(holder)
         if watch.gone(holder):
             if claims.take_over(holder):
                 _say(f"{cell.name}: took over the claim of {holder.describe()}, which is gone; its RUNNING runs "
                      "ended KILLED")
             continue
-        if watch.first_sight(holder):
+        if first:
             _say(f"{cell.name}: trained by {holder.describe()}; waiting for its runs instead of training it")
         time.sleep(POLL_SECONDS)
+
+
+def claim_name(cell: Cell) -> str:
+    """The claim of a cell's key: one for every cell that a graph would run once."""
+    return claims.PREFIX + config_hash({"cell": cell.hash, "label": cell.key[1]})
 
 
 class Watch:

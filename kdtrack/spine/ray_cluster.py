@@ -83,13 +83,19 @@ class RayCluster(Executor):
                              "--artifacts-destination ...) and set MLFLOW_TRACKING_URI=http://HOST:PORT (docs/cluster.md)")
 
     def start(self, cell: Cell, needs: list) -> object:
-        resources = cell.resources()
         credentials = {name: value for name, value in os.environ.items()
                        if name.startswith("MLFLOW_TRACKING_") and name != "MLFLOW_TRACKING_URI"}
-        ref = self.task.options(num_cpus=resources.cpus, num_gpus=resources.gpus, name=cell.name).remote(
+        ref = self.task.options(**self.task_options(cell)).remote(
             code_version(), tracking.process_context(), credentials, pickle.dumps(cell), *needs)
         self.keys[ref] = cell
         return ref
+
+    @staticmethod
+    def task_options(cell: Cell) -> dict:
+        """What the cell's task asks Ray for: its CPUs and GPUs (Ray sets CUDA_VISIBLE_DEVICES to those it
+        gives), and its name in Ray's task list."""
+        resources = cell.resources()
+        return {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "name": cell.name}
 
     def finished(self) -> tuple[Key, str | None]:
         ray = self.ray
@@ -123,7 +129,7 @@ def _run_task(code: tuple[str, int], context: tuple, credentials: dict[str, str]
     import ray
 
     if code_version() != code:
-        raise InputError(f"a Ray worker on {socket.gethostname()} runs kdtrack {code_version()[0]} with hash version "
+        raise ClusterError(f"a Ray worker on {socket.gethostname()} runs kdtrack {code_version()[0]} with hash version "
                          f"{code_version()[1]}, the study kdtrack {code[0]} with hash version {code[1]}: install "
                          "the study's kdtrack on every machine of the cluster")
     os.environ.update(credentials)

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import glob
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -157,6 +158,14 @@ def compare_counts(env: dict[str, str], cwd: Path) -> dict[tuple[str, str], int]
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("dataset,method,n,")
     return {(row.split(",")[0], row.split(",")[1]): int(row.split(",")[2]) for row in lines[1:]}
+
+
+def trainings(*stderrs: str) -> collections.Counter:
+    """How many times each cell trained, by its progress's last line ("NAME (k models): n/n epochs (100%)")
+    in the stderr of the studies that ran it."""
+    ends = (re.search(r"([^()]+ \(\d+ models?\)): \d+/\d+ epochs \(100%\)", re.sub(r"\x1b\[[0-9;]*m", "", line))
+            for err in stderrs for line in err.splitlines())
+    return collections.Counter(end.group(1).strip() for end in ends if end)
 
 
 def duplicated_configurations(runs: list) -> dict:

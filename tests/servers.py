@@ -195,6 +195,7 @@ class LocalRay:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
+        self.temp = Path(tempfile.mkdtemp(prefix="kdray-"))  # short: Ray's socket paths must stay under 107 characters
 
     @property
     def env(self) -> dict[str, str]:
@@ -207,13 +208,14 @@ class LocalRay:
         (self.folder / "ray-token").write_text(secrets.token_hex(32))
         try:
             for index, gpus in enumerate(self.gpus):
-                where = ["--head", "--port", str(self.port)] if index == 0 else ["--address", f"LOCALHOST:{self.port}"]
+                where = (["--head", "--port", str(self.port), "--include-dashboard", "false"] if index == 0
+                         else ["--address", f"LOCALHOST:{self.port}"])
                 env = {**self.env, **self.extra}
                 if index:
                     del env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # a node that joins needs Ray's multi-node switch on
-                self._start(index, [*where, "--num-cpus", "1", "--num-gpus", str(gpus), "--include-dashboard", "false",
+                self._start(index, [*where, "--num-cpus", "1", "--num-gpus", str(gpus),
                                     "--disable-usage-stats", "--object-store-memory", str(100 * 2**20),
-                                    "--temp-dir", str(self.folder / f"ray{index}")], env)
+                                    "--temp-dir", str(self.temp / str(index))], env)
         except BaseException:
             self.stop()
             raise
@@ -238,3 +240,4 @@ class LocalRay:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=60)
         self.processes.clear()
+        shutil.rmtree(self.temp, ignore_errors=True)

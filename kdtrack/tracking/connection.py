@@ -163,10 +163,10 @@ def alive(pid: str) -> bool:
         return False
     if Path("/proc/self/stat").exists():
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
         except (OSError, IndexError):
             return False
-        return state not in ("Z", "X")
+        return state not in (b"Z", b"X")  # bytes: a name may be cut inside a character (a Ray task's)
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -82,7 +82,9 @@ def use_experiment(name: str | None) -> None:
     if name:
         connection.open_store()
         try:
-            mlflow.set_experiment(name)
+            experiment = mlflow.set_experiment(name)
+            # MLflow 3.17 leaves the experiment inactive when another process created it at the same moment
+            mlflow.set_experiment(experiment_id=experiment.experiment_id)
         except mlflow.exceptions.MlflowException as error:
             raise InputError(f"experiment {name!r}: {error.message.splitlines()[0]}") from None
 

@@ -13,7 +13,7 @@ from kdtrack.spine.claiming import claim_name, run_claimed
 from kdtrack.spine.study import StudyConfig
 from kdtrack.tracking import claims
 from kdtrack.tracking.connection import this_host
-from servers import MlflowServer, all_runs, finish, start_study
+from servers import all_runs, finish, start_study
 
 RACERS, ROUNDS = 4, 3
 RACE = """
@@ -26,17 +26,9 @@ for line in sys.stdin:  # one name per round, given to every racer at once
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("claims-server")
-    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder).start()
-    yield server.uri
-    server.stop()
-
-
 @pytest.mark.parametrize("store", ["sqlite", "server"])
 def test_of_processes_claiming_one_cell_at_once_exactly_one_wins(store, tmp_path, request):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("server")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else request.getfixturevalue("sqlite_server")
     MlflowClient(uri).search_experiments()  # the store exists before the race
     racers = [subprocess.Popen([sys.executable, "-c", RACE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, env={"MLFLOW_TRACKING_URI": uri, "PATH": ""}) for _ in range(RACERS)]

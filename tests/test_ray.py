@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.spine.cells import HASH_VERSION
-from servers import LocalRay, MlflowServer, all_runs, duplicated_configurations, finish, start_study, trainings
+from servers import LocalRay, all_runs, duplicated_configurations, finish, start_study, trainings
 from test_scheduler import run_study, write_config
 
 pytest.importorskip("ray")
@@ -36,14 +36,6 @@ def cluster(tmp_path_factory):
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ray-server")
-    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder).start()
-    yield server.uri
-    server.stop()
-
-
 def dataset(folder: Path, seed: int) -> str:
     """A tiny dataset of its own per test: its cells are the test's alone in the shared server."""
     path = folder / "tiny.pkl"
@@ -58,8 +50,8 @@ def on_ray(cluster: LocalRay, uri: str, config: Path | str, data: str, folder: P
 
 
 def runs_of(uri: str, experiment: str) -> list:
-    found = MlflowClient(uri).get_experiment_by_name(experiment)
-    return [run for run in all_runs(uri) if run.info.experiment_id == found.experiment_id]
+    found = MlflowClient(uri).get_experiment_by_name(experiment)  # None until the study has made it
+    return [run for run in all_runs(uri) if found and run.info.experiment_id == found.experiment_id]
 
 
 def seed_results(runs: list) -> dict:
@@ -82,46 +74,47 @@ def wait_until(condition, what: str, process: subprocess.Popen):
     return found
 
 
-def test_a_two_node_cluster_gives_the_table_of_one_worker(cluster, server, tmp_path, monkeypatch):
+def test_a_two_node_cluster_gives_the_table_of_one_worker(cluster, sqlite_server, tmp_path, monkeypatch):
     config, data = write_config(tmp_path), dataset(tmp_path, 11)
-    code, err = finish(on_ray(cluster, server, config, data, tmp_path, "two-nodes"))
+    code, err = finish(on_ray(cluster, sqlite_server, config, data, tmp_path, "two-nodes"))
     assert code == 0, err[-6000:]
-    runs = runs_of(server, "two-nodes")
+    runs = runs_of(sqlite_server, "two-nodes")
     assert {run.info.status for run in runs} == {"FINISHED"} and duplicated_configurations(runs) == {}
     trained = trainings(err)
     assert len(trained) == 6 and set(trained.values()) == {1}, trained
     monkeypatch.chdir(tmp_path)
     assert seed_results(runs) == run_study(config, data, f"sqlite:///{tmp_path / 'one.db'}", 1, monkeypatch)
-    assert claims_left(server) == []
+    assert claims_left(sqlite_server) == []
 
 
-def test_a_study_on_ray_and_one_on_local_workers_at_once_train_each_cell_once(cluster, server, tmp_path):
+def test_a_study_on_ray_and_one_on_local_workers_at_once_train_each_cell_once(cluster, sqlite_server, tmp_path):
     config, data = write_config(tmp_path), dataset(tmp_path, 12)
-    studies = [on_ray(cluster, server, config, data, tmp_path, "at-once"),
+    studies = [on_ray(cluster, sqlite_server, config, data, tmp_path, "at-once"),
                start_study(config, data, {"MLFLOW_TRACKING_URI": server}, tmp_path, "--workers", "1",
                            "--device", "cpu", "--experiment-name", "at-once")]
     results = [finish(study) for study in studies]
     for name, (_, err) in zip(("ray", "local"), results):
         (tmp_path / f"{name}.err").write_text(err)
     assert [code for code, _ in results] == [0, 0], "\n".join(err[-8000:] for code, err in results if code)
-    runs = runs_of(server, "at-once")
+    runs = runs_of(sqlite_server, "at-once")
     assert {run.info.status for run in runs} == {"FINISHED"}
-    assert duplicated_configurations(runs) == {}
+    assert duplicated_configurations(all_runs(sqlite_server)) == {}, "nothing twice, in any experiment"
     trained = trainings(*[err for _, err in results])
     assert len(trained) == 6 and set(trained.values()) == {1}, trained
     assert len(seed_results(runs)) == 2 * (1 + 3 + 3)
-    assert claims_left(server) == []
+    assert claims_left(sqlite_server) == []
 
 
-def test_a_worker_killed_mid_cell_is_retried_and_nothing_is_left_running_or_logged_twice(cluster, server, tmp_path):
+def test_a_worker_killed_mid_cell_is_retried_and_nothing_is_left_running_or_logged_twice(cluster, sqlite_server,
+                                                                                          tmp_path):
     """kill -9 of the worker process training a cell (a lost worker): Ray runs the task again, which takes
     the dead worker's claim over, ends its RUNNING runs KILLED and trains the cell; the study completes."""
     config = tmp_path / "long.yaml"
     config.write_text("epochs: 4000\nmethods:\n  baseline: {task: baseline}\n  kd: {distill: {alpha: 0.5}}\n")
-    study = on_ray(cluster, server, config, dataset(tmp_path, 13), tmp_path, "killed")
+    study = on_ray(cluster, sqlite_server, config, dataset(tmp_path, 13), tmp_path, "killed")
 
     def training():
-        cells = [run for run in runs_of(server, "killed") if run.info.status == "RUNNING"
+        cells = [run for run in runs_of(sqlite_server, "killed") if run.info.status == "RUNNING"
                  and run.data.tags.get("kdtrack.task") in ("baseline", "teachers")]
         return cells[0].data.tags["kdtrack.pid"] if cells else None
 
@@ -130,28 +123,28 @@ def test_a_worker_killed_mid_cell_is_retried_and_nothing_is_left_running_or_logg
     code, err = finish(study)
     assert code == 0, err[-6000:]
     assert "took over the claim of pid " + worker in err
-    runs = runs_of(server, "killed")
+    runs = runs_of(sqlite_server, "killed")
     killed = [run for run in runs if run.info.status == "KILLED"]
     assert killed and {run.data.tags["kdtrack.pid"] for run in killed} == {worker}
     assert {run.info.status for run in runs} == {"FINISHED", "KILLED"}
     assert duplicated_configurations(runs) == {}
     assert len(seed_results([run for run in runs if run.info.status == "FINISHED"])) == 2 * (1 + 2 + 1)
-    assert claims_left(server) == []
+    assert claims_left(sqlite_server) == []
 
 
-def test_sigterm_cancels_the_studys_tasks_and_their_runs_end_failed(cluster, server, tmp_path):
+def test_sigterm_cancels_the_studys_tasks_and_their_runs_end_failed(cluster, sqlite_server, tmp_path):
     config = tmp_path / "long.yaml"
     config.write_text("epochs: 500000\nmethods:\n  baseline: {task: baseline}\n  kd: {distill: {alpha: 0.5}}\n")
-    study = on_ray(cluster, server, config, dataset(tmp_path, 14), tmp_path, "terminated")
-    wait_until(lambda: len([run for run in runs_of(server, "terminated") if run.info.status == "RUNNING"]) >= 3,
+    study = on_ray(cluster, sqlite_server, config, dataset(tmp_path, 14), tmp_path, "terminated")
+    wait_until(lambda: len([run for run in runs_of(sqlite_server, "terminated") if run.info.status == "RUNNING"]) >= 3,
                "the study and its baseline and teachers cells to run", study)
     study.send_signal(signal.SIGTERM)
     code, err = finish(study, timeout=120)
     assert code == 130, err[-6000:]
     assert err.strip().splitlines()[-1] == "kdtrack: interrupted; any run it had open is marked FAILED"
-    statuses = [run.info.status for run in runs_of(server, "terminated")]
+    statuses = [run.info.status for run in runs_of(sqlite_server, "terminated")]
     assert set(statuses) == {"FAILED"} and len(statuses) >= 3
-    assert claims_left(server) == []
+    assert claims_left(sqlite_server) == []
 
 
 PLACEMENT = """

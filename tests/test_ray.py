@@ -128,7 +128,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_nothing_is_left_running_or_logg
     assert killed and {run.data.tags["kdtrack.pid"] for run in killed} == {worker}
     assert {run.info.status for run in runs} == {"FINISHED", "KILLED"}
     assert duplicated_configurations(runs) == {}
-    assert len(seed_results([run for run in runs if run.info.status == "FINISHED"])) == 2 * (1 + 2 + 1)
+    assert len(seed_results([run for run in runs if run.info.status == "FINISHED"])) == 2 * (1 + 3 + 1)
     assert claims_left(sqlite_server) == []
 
 

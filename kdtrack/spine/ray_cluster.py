@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 from importlib.metadata import version
 
@@ -55,10 +56,15 @@ class RayCluster(Executor):
             raise InputError("--executor ray needs --address HOST:PORT (or RAY_ADDRESS) of a running Ray cluster: "
                              "`ray start --head` on one machine prints it (docs/cluster.md)")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(number) is not None}
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise InputError(f"Ray cluster at {address}: {_first_line(error)}") from None
+        finally:  # Ray's own handlers would abort the study: Ctrl-C and SIGTERM stay interrupts (runs end FAILED)
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
         self.ray = ray
         self.nodes = [node for node in ray.nodes() if node["Alive"]]
         self.room = 1 << 30  # Ray holds back what the cluster has no room for

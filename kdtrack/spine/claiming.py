@@ -75,8 +75,10 @@ class Watch:
         return holder.nonce not in self.beats
 
     def gone(self, holder: claims.Claim) -> bool:
-        if gone(holder.owner.get("host", ""), holder.owner.get("pid", "")):
-            return True
+        """A holder of this host by its pid alone (a live one may beat late, under a slow store); one of
+        another host once its beat has stood still for STALE_SECONDS."""
+        if holder.owner.get("host") == this_host():
+            return gone(holder.owner["host"], holder.owner.get("pid", ""))
         beat, now = holder.owner.get("beat", ""), time.monotonic()
         seen = self.beats.get(holder.nonce)
         if seen is None or seen[0] != beat:

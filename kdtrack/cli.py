@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import InputError, StoreError
+from .errors import ClusterError, InputError, StoreError
 
 DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_SEEDS = "0,10,1234,99,2021"
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 2
-    except StoreError as error:
+    except (StoreError, ClusterError) as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -179,6 +179,12 @@ def _study_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_workers, default=0,
                         help="cells trained at once, each in a process of its own with one torch thread "
                         "(default 0: one per core)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: the cells train in this machine's worker processes (--workers); ray: as tasks of "
+                        "the Ray cluster at --address, each on a node with the CPU or GPU it needs (kdtrack[ray], "
+                        "docs/cluster.md) (default local)")
+    parser.add_argument("--address", default=None,
+                        help="HOST:PORT of the Ray cluster's head, as `ray start --head` prints it (default: RAY_ADDRESS)")
 
 
 def _compare_options(parser: argparse.ArgumentParser) -> None:
@@ -400,7 +406,7 @@ def _study(args: argparse.Namespace) -> None:
     config = read_config(args.config)
     paths = [path.strip() for path in (args.data or "").split(",") if path.strip()] or None
     print(run_study(study_of(config), config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name,
-                    args.device, args.workers))
+                    args.device, args.workers, args.executor, args.address))
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -1,4 +1,5 @@
-"""The one exception type that the CLI turns into a single line on stderr and exit code 2."""
+"""The exceptions that the CLI turns into a single line on stderr: a bad input (exit 2), a store or a cluster
+that cannot be used (exit 1)."""
 
 
 class InputError(Exception):
@@ -12,3 +13,8 @@ class InputError(Exception):
 class StoreError(Exception):
     """The tracking store cannot be used: unreachable, or refusing kdtrack's credentials. The CLI prints
     ``kdtrack: error: <message>`` and exits 1 without a traceback."""
+
+
+class ClusterError(Exception):
+    """A cluster lost a cell's task more often than it retries it (its worker or node died twice). The CLI
+    prints ``kdtrack: error: <message>`` and exits 1 without a traceback."""

@@ -52,3 +52,14 @@ def _module_store(request, monkeypatch):
         uri = request.getfixturevalue(name)["uri"]
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory) -> str:
+    """`mlflow server` on 127.0.0.1 on a SQLite store of its own, shared by a test module; its URI."""
+    from servers import MlflowServer
+
+    folder = tmp_path_factory.mktemp("server")
+    server = MlflowServer(f"sqlite:///{folder / 'mlflow.db'}", folder).start()
+    yield server.uri
+    server.stop()

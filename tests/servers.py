@@ -7,6 +7,8 @@ import collections
 import contextlib
 import glob
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -158,6 +160,14 @@ def compare_counts(env: dict[str, str], cwd: Path) -> dict[tuple[str, str], int]
     return {(row.split(",")[0], row.split(",")[1]): int(row.split(",")[2]) for row in lines[1:]}
 
 
+def trainings(*stderrs: str) -> collections.Counter:
+    """How many times each cell trained, by its progress's last line ("NAME (k models): n/n epochs (100%)")
+    in the stderr of the studies that ran it."""
+    ends = (re.search(r"([^()]+ \(\d+ models?\)): \d+/\d+ epochs \(100%\)", re.sub(r"\x1b\[[0-9;]*m", "", line))
+            for err in stderrs for line in err.splitlines())
+    return collections.Counter(end.group(1).strip() for end in ends if end)
+
+
 def duplicated_configurations(runs: list) -> dict:
     """FINISHED runs that share their task, method and configuration hash (a model, a cell or a trial
     logged twice), with their counts."""
@@ -165,3 +175,69 @@ def duplicated_configurations(runs: list) -> dict:
         (run.data.tags["kdtrack.task"], run.data.tags["kdtrack.method"], run.data.tags["kdtrack.config_hash"])
         for run in runs if run.info.status == "FINISHED" and "kdtrack.config_hash" in run.data.tags)
     return {key: count for key, count in counts.items() if count > 1}
+
+
+# ---- a Ray cluster on this machine -------------------------------------------------------------
+
+
+class LocalRay:
+    """A Ray cluster of one `ray start --head` and `ray start --address` per further node, every process
+    bound to 127.0.0.1, with usage statistics off and token authentication on (its token in `folder`, and
+    HOME there: nothing reads or writes the user's ~/.ray). Each node runs in a process group of its own,
+    which `stop` ends.
+
+    Ray on Linux replaces 127.0.0.1 by the address it finds by probing an outside one (ray issue 59110):
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes the head and a driver use 127.0.0.1 as it is, and a further
+    node joins by the name LOCALHOST, which Ray does not replace (and which resolves to 127.0.0.1)."""
+
+    def __init__(self, folder: Path, gpus: tuple[int, ...] = (0, 0), env: dict[str, str] | None = None):
+        self.folder, self.gpus, self.extra = folder, gpus, env or {}
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+        self.temp = Path(tempfile.mkdtemp(prefix="kdray-"))  # short: Ray's socket paths must stay under 107 characters
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to reach the cluster (a driver's, with --address `address`)."""
+        return {"HOME": str(self.folder / "home"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self.folder / "ray-token"), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+    def start(self) -> LocalRay:
+        (self.folder / "home").mkdir(parents=True, exist_ok=True)
+        (self.folder / "ray-token").write_text(secrets.token_hex(32))
+        try:
+            for index, gpus in enumerate(self.gpus):
+                where = (["--head", "--port", str(self.port), "--include-dashboard", "false"] if index == 0
+                         else ["--address", f"LOCALHOST:{self.port}"])
+                env = {**self.env, **self.extra}
+                if index:
+                    del env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]  # a node that joins needs Ray's multi-node switch on
+                self._start(index, [*where, "--num-cpus", "1", "--num-gpus", str(gpus),
+                                    "--disable-usage-stats", "--object-store-memory", str(100 * 2**20),
+                                    "--temp-dir", str(self.temp / str(index))], env)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, index: int, options: list[str], env: dict[str, str]) -> None:
+        log = self.folder / f"ray{index}.log"
+        process = subprocess.Popen([str(BIN / "ray"), "start", "--block", *options], env={**os.environ, **env},
+                                   cwd=self.folder, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append(process)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while "Ray runtime started" not in log.read_text():
+            assert process.poll() is None, f"ray node {index} exited with {process.returncode}: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"ray node {index} did not start"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """End every process of every node (its group), the workers included."""
+        for process in reversed(self.processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        self.processes.clear()
+        shutil.rmtree(self.temp, ignore_errors=True)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.tracking.connection import end_dead_runs, this_host
-from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study
+from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study, trainings
 
 CONFIG = """
 epochs: {epochs}
@@ -118,8 +118,8 @@ def test_a_command_ends_only_the_runs_of_dead_processes_of_its_host(tracking_uri
 def test_three_studies_on_one_fresh_store_at_once_all_finish(folder):
     """Two studies on different files and the first one again, started together on a store that does not
     exist yet: the processes create its tables together (a collision retried, said on stderr), then write
-    side by side. Every run FINISHED and nothing lost. The study run twice may train a model twice
-    (duplicated work is allowed) but compare counts each model once."""
+    side by side. Every run FINISHED and nothing lost, and no cell trained twice: of the two processes
+    running the same study, the one that finds a cell claimed waits for the other's runs (kdtrack.spine.claiming)."""
     env, uri = store(folder), store(folder)["MLFLOW_TRACKING_URI"]
     study_config = config(folder, 300)
     studies = [start_study(study_config, str(folder / f"{name}.pkl"), env, folder, "--workers", "1")
@@ -129,6 +129,7 @@ def test_three_studies_on_one_fresh_store_at_once_all_finish(folder):
     assert all("Traceback" not in err for _, err in results)
     runs = all_runs(uri)
     assert {run.info.status for run in runs} == {"FINISHED"}
-    on_tiny = {run.data.tags.get("kdtrack.config_hash") for run in runs if run.data.tags.get("kdtrack.dataset") == "tiny"}
-    assert {digest for _, _, digest in duplicated_configurations(runs)} <= on_tiny, "only the study run twice"
+    assert duplicated_configurations(runs) == {}
+    trained = trainings(*[err for _, err in results])
+    assert len(trained) == 2 * 3 and set(trained.values()) == {1}, f"each cell trained by one process: {trained}"
     assert compare_counts(env, folder) == {(name, method): 2 for name in ("tiny", "other") for method in METHODS}

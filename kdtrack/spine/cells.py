@@ -46,6 +46,15 @@ class Data(Protocol):
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What a cell needs of a machine to train: an executor that places cells (Ray) asks for it."""
+
+    cpus: int = 1
+    gpus: int = 0
+    """A GPU (CUDA_VISIBLE_DEVICES) per process of the cell: one, or a DDP cell's world size."""
+
+
 @dataclass
 class ModelRecord:
     """One trained model of a cell: its key (seed, and domain for a teacher) and everything its run logs."""
@@ -81,6 +90,15 @@ class Cell(ABC):
     def __post_init__(self):
         if self.train.select_on is None:
             object.__setattr__(self, "train", dataclasses.replace(self.train, select_on=self.default_select_on))
+
+    def __getstate__(self) -> dict:
+        """A cell crosses to another process (a worker, a machine of a cluster) as its fields alone: what it
+        caches (its hash, a network cell's splits and tensors) is computed again where it runs."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def resources(self) -> Resources:
+        """One CPU, and a GPU when the cell trains on CUDA."""
+        return Resources(gpus=1 if self.device.startswith("cuda") else 0)
 
     # ---- identity ---------------------------------------------------------------------------------
 

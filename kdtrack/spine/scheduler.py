@@ -1,7 +1,9 @@
 """Running a graph of cells: every cell after the cells it depends on, each configuration once, the models
-already finished in the store skipped; one after another, or in worker processes (one torch thread each)
-as soon as what they depend on has finished. A cell's result depends on its inputs alone, so a graph gives
-the same numbers with any number of workers."""
+already finished in the store skipped, each cell under its claim (kdtrack.spine.claiming), so that no other
+process trains it meanwhile. One loop (run_plan) says when a cell starts; an executor starts it: in this
+process, one after another; in local worker processes (one torch thread each) as soon as what it depends
+on has finished; or as a task of a Ray cluster (kdtrack.spine.ray_cluster). A cell's result depends on its
+inputs alone, so a graph gives the same numbers on any executor."""
 from __future__ import annotations
 
 import multiprocessing
@@ -12,11 +14,14 @@ import signal
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 
 import torch
 
 from .. import progress, tracking
+from ..engine import resolve_device
 from .cells import Cell
+from .claiming import run_claimed
 
 Key = tuple[str, str]
 
@@ -25,23 +30,93 @@ LOGGING_MODULES = ("mlflow.pytorch", "torch.export", "torch._dynamo", "torch._fu
 mlflow.pytorch.log_model's torch.export imports. Workers fork from a server that has imported them once."""
 
 
-def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1) -> list[str | None]:
+def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1,
+              executor: Executor | None = None) -> list[str | None]:
     """Run `cells` and what they depend on; for each of `cells`, its parent run id (None when it had
-    nothing left to train). Dependencies always skip their finished models; `cells` themselves do so
-    under `resume`. With several workers, cells run in processes of their own, nested under the active run."""
+    nothing left to train, or another process trained it). Dependencies always skip their finished models;
+    `cells` themselves do so under `resume`. The cells run in this process, or with several `workers` in
+    processes of their own, or on `executor` (a Ray cluster's); nested under the active run."""
     plan = plan_cells(cells, resume)
-    if workers > 1 and len(plan) > 1:
-        ran = _run_in_workers(plan, workers)
-    else:
-        ran = {}
-        for number, (cell, _) in enumerate(plan, 1):
-            if len(plan) > 1:
-                _say(f"cell {number}/{len(plan)}: {cell.name} (seeds {','.join(map(str, cell.seeds))})")
-            ran[cell.key] = cell.run()
+    if executor is None:
+        executor = LocalWorkers(workers, [cell for cell, _ in plan]) if workers > 1 and len(plan) > 1 else InProcess()
+    ran = run_plan(plan, executor)
     skipped = len({cell.key for cell in cells} - set(ran))
     if skipped:
         _say(f"{skipped} cell(s) already had a FINISHED run for every seed, skipped")
     return [ran.get(cell.key) for cell in cells]
+
+
+class Executor(ABC):
+    """How and where a plan's cells run; the scheduler's loop (run_plan) says when. `room`: how many cells
+    may run at once; `chains`: whether a cell may start before the cells it needs have finished, given what
+    `start` returned for them (the executor then holds it back until they have)."""
+
+    room: int = 1
+    chains: bool = False
+
+    def device(self, name: str) -> str:
+        """`name` (cpu, cuda, auto) as the device the cells train on: this machine's."""
+        return resolve_device(name)
+
+    def ready(self) -> None:
+        """Check what the executor needs of the store, once the study's experiment is set and before its run
+        opens: an InputError if it cannot be used."""
+
+    @abstractmethod
+    def start(self, cell: Cell, needs: list) -> object:
+        """Start `cell` (after `needs`, what `start` returned for the cells it needs); a handle of it."""
+
+    @abstractmethod
+    def finished(self) -> tuple[Key, str | None]:
+        """Wait for the next cell to finish: its key and parent run id; a cell's error is raised."""
+
+    def stop(self) -> None:
+        """End the cells still running or waiting to (an interrupt, or another cell's error): their runs end
+        FAILED."""
+
+    def close(self) -> None:
+        """Every cell has finished."""
+
+
+def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key, str | None]:
+    """Start each cell once the cells it needs have finished (or started, on an executor that chains them),
+    those that gate the most work first, at most `executor.room` at a time; each cell's parent run id."""
+    waiting, running, handles, ran = waited_on_first(plan), {}, {}, {}
+    try:
+        while waiting or running:
+            for cell, needs in list(waiting):
+                if len(running) >= executor.room:
+                    break
+                if needs <= set(handles if executor.chains else ran):
+                    waiting.remove((cell, needs))
+                    running[cell.key] = (cell, time.monotonic())
+                    if len(plan) > 1:
+                        _say(f"cell started ({len(ran) + len(running)}/{len(plan)}): {cell.name} "
+                             f"(seeds {','.join(map(str, cell.seeds))})")
+                    handles[cell.key] = executor.start(cell, [handles[key] for key in needs])
+            key, run_id = executor.finished()
+            cell, started = running.pop(key)
+            ran[key] = run_id
+            if len(plan) > 1:
+                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}")
+    except BaseException:
+        executor.stop()
+        raise
+    executor.close()
+    return ran
+
+
+class InProcess(Executor):
+    """One cell after another, in this process."""
+
+    def __init__(self):
+        self.done: list[tuple[Key, str | None]] = []
+
+    def start(self, cell: Cell, needs: list) -> None:
+        self.done.append((cell.key, run_claimed(cell)))
+
+    def finished(self) -> tuple[Key, str | None]:
+        return self.done.pop(0)
 
 
 def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
@@ -95,35 +170,32 @@ def _worker_context(cells: list[Cell]) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _run_in_workers(plan: list[tuple[Cell, set[Key]]], workers: int) -> dict[Key, str]:
-    """Start each cell as soon as the cells it needs have finished, at most `workers` at a time."""
-    context = _worker_context([cell for cell, _ in plan])
-    results: queue.Queue = queue.Queue()
-    here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
-    pool = context.Pool(workers, _start_worker, here)
-    waiting, running, ran = waited_on_first(plan), {}, {}
-    try:
-        while waiting or running:
-            for cell, needs in [item for item in waiting if item[1] <= set(ran)][: workers - len(running)]:
-                waiting.remove((cell, needs))
-                running[cell.key] = (cell, time.monotonic())
-                _say(f"cell started ({len(ran) + len(running)}/{len(plan)}): {cell.name} "
-                     f"(seeds {','.join(map(str, cell.seeds))})")
-                pool.apply_async(_run_cell, (cell,), callback=lambda run_id, key=cell.key: results.put((key, run_id, None)),
-                                 error_callback=lambda error, key=cell.key: results.put((key, None, error)))
-            key, run_id, error = results.get()
-            cell, started = running.pop(key)
-            if error is not None:
-                raise error
-            ran[key] = run_id
-            _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}")
-    except BaseException:
-        pool.terminate()  # SIGTERM: a worker still training ends its runs FAILED, as a command does
-        pool.join()
-        raise
-    pool.close()
-    pool.join()
-    return ran
+class LocalWorkers(Executor):
+    """`workers` processes of this machine, forked from a server that has imported the modules of `cells`."""
+
+    def __init__(self, workers: int, cells: list[Cell]):
+        self.room = workers
+        self.results: queue.Queue = queue.Queue()
+        here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
+        self.pool = _worker_context(cells).Pool(workers, _start_worker, here)
+
+    def start(self, cell: Cell, needs: list) -> None:
+        self.pool.apply_async(_run_cell, (cell,), callback=lambda run_id: self.results.put((cell.key, run_id, None)),
+                              error_callback=lambda error: self.results.put((cell.key, None, error)))
+
+    def finished(self) -> tuple[Key, str | None]:
+        key, run_id, error = self.results.get()
+        if error is not None:
+            raise error
+        return key, run_id
+
+    def stop(self) -> None:
+        self.pool.terminate()  # SIGTERM: a worker still training ends its runs FAILED, as a command does
+        self.pool.join()
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
 
 
 def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, str]) -> None:
@@ -166,7 +238,7 @@ def _run_cell(cell: Cell) -> str:
     global _running
     _running = cell
     try:
-        return cell.run()
+        return run_claimed(cell, task="local worker")
     except KeyboardInterrupt:  # its runs have ended FAILED; the study says it was interrupted, once
         raise SystemExit(130) from None
     finally:

@@ -33,7 +33,7 @@ from ..compare.tables import render, wide_table
 from ..engine import resolve_device
 from ..errors import InputError
 from .cells import Cell, Data
-from .scheduler import default_workers, run_cells
+from .scheduler import Executor, default_workers, run_cells
 
 SECTIONS = ("study", "dataset", "epochs", "train", "teachers", "teacher_seed", "tune", "methods")
 METHOD_KEYS = ("task", "train", "teachers", "distill")
@@ -202,27 +202,44 @@ def build(where: str, kind: Callable, values: dict):
 
 
 def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: tuple[int, ...],
-              epochs: int | None = None, experiment: str | None = None, device: str = "auto", workers: int = 1) -> str:
-    """Run (or resume) every cell of `config`, `workers` at a time (0: one per core); the study run id. Every
-    dataset and cell is checked first, so a bad config or file fails before any run opens."""
+              epochs: int | None = None, experiment: str | None = None, device: str = "auto", workers: int = 1,
+              executor: str = "local", address: str | None = None) -> str:
+    """Run (or resume) every cell of `config`, `workers` at a time (0: one per core), or on the Ray cluster at
+    `address` under `executor` ray; the study run id. Every dataset and cell is checked first, so a bad config
+    or file fails before any run opens."""
     check_config(config, study)
     datasets = study.load_data(config, data)
     names = [dataset.name for dataset in datasets]
     if len(set(names)) < len(names):
         raise InputError(f"datasets must have distinct names (they name the runs), got {', '.join(names)}")
     config.check_datasets(names)
-    device = resolve_device(device)
+    cluster = _cluster(executor, address)
+    device = cluster.device(device) if cluster else resolve_device(device)
     cells = [cell for dataset in datasets for cell in study.cells(config, dataset, seeds, epochs, device)]
     tracking.use_experiment(experiment)
+    if cluster:
+        cluster.ready()
     tags = {"task": "study", "dataset": ",".join(names), "method": "study"}
     params = {"config": config.path, "study": study.name, "data": ",".join(dataset.source for dataset in datasets),
               "seeds": ",".join(map(str, seeds)), "epochs": str(epochs or ""), "device": device,
-              "workers": str(workers), "methods": ",".join(config.methods)}
+              "workers": str(workers), "executor": executor, "methods": ",".join(config.methods)}
     with tracking.parent_run(f"study {Path(config.path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config.path).read_text(), "study_config.yaml")
-        run_cells(cells, resume=True, workers=workers or default_workers())
+        run_cells(cells, resume=True, workers=workers or default_workers(), executor=cluster)
         summarise(study, cells, names + config.methods)
     return study_id
+
+
+def _cluster(executor: str, address: str | None) -> Executor | None:
+    """The Ray cluster's executor under `executor` ray (Ray is imported only then); None for this machine's
+    workers."""
+    if executor == "ray":
+        from .ray_cluster import RayCluster
+
+        return RayCluster(address)
+    if address:
+        raise InputError("--address names a Ray cluster: it goes with --executor ray")
+    return None
 
 
 def summarise(study: Study, cells: list[Cell], order: list[str]) -> None:

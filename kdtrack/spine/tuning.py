@@ -50,7 +50,7 @@ class TuneCell(Cell):
     shared = True
 
     def pending(self) -> TuneCell | None:
-        return None if tracking.find_finished(self.hash) else self
+        return None if tracking.find_finished(self.hash) else dataclasses.replace(self, resume=True)
 
     @abstractmethod
     def score(self, trained: Iterable) -> list[Trial]:

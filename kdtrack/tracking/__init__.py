@@ -1,4 +1,6 @@
-"""Every MLflow call kdtrack makes: runs and look-ups (store), the model registry (registry)."""
+"""Every MLflow call kdtrack makes: runs and look-ups (store), the model registry (registry), the claims that
+keep two processes from training one cell (claims)."""
+from . import claims
 from .connection import store_errors
 from .registry import Registered, best_run, register
 from .store import (
@@ -26,6 +28,7 @@ from .store import (
     log_table,
     log_text,
     log_trial,
+    machine_local_locations,
     parent_run,
     prepare_model_logging,
     process_context,
@@ -46,6 +49,7 @@ __all__ = [
     "auto_log_every",
     "best_run",
     "child_runs",
+    "claims",
     "find_finished",
     "finished_models",
     "finished_seed_runs",
@@ -62,6 +66,7 @@ __all__ = [
     "log_table",
     "log_text",
     "log_trial",
+    "machine_local_locations",
     "parent_run",
     "prepare_model_logging",
     "process_context",

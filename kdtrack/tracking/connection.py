@@ -76,6 +76,29 @@ def _creation_lock(uri: str) -> Path:
     return Path(tempfile.gettempdir()) / f"kdtrack-store-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.lock"
 
 
+LOCAL_SCHEMES = ("", "file", "sqlite")
+"""A store or artifact location given as a path, a file: URI or a SQLite file: only one machine sees it."""
+
+
+def absolute_uri(uri: str) -> str:
+    """`uri` with a relative path made absolute (`sqlite:///mlflow.db` names a file of the current directory,
+    which a process elsewhere does not share)."""
+    scheme, _, rest = uri.partition(":") if ":" in uri else ("", "", uri)
+    if scheme == "sqlite" and rest.startswith("///") and not rest.startswith("////") and rest != "///:memory:":
+        return f"sqlite:///{Path(rest[3:]).resolve()}"
+    if scheme == "file" and not rest.startswith("//"):
+        return Path(rest).resolve().as_uri()
+    if scheme == "" or len(scheme) == 1:  # a path (or a Windows drive letter)
+        return str(Path(uri).resolve())
+    return uri
+
+
+def machine_local(uri: str) -> bool:
+    """Whether only this machine can see the store or artifact location `uri`."""
+    scheme = uri.partition(":")[0] if ":" in uri else ""
+    return len(scheme) <= 1 or scheme in LOCAL_SCHEMES
+
+
 WRITE_ATTEMPTS = 5
 LOST_RACE = ("UNIQUE constraint failed", "duplicate key value violates unique constraint", "database is locked")
 """What a write that collided with another process's says (SQLite's and PostgreSQL's words, directly or
@@ -102,30 +125,48 @@ def end_dead_runs() -> int:
     """End as KILLED the runs of every experiment that processes of this host left RUNNING
     and that no longer run; how many. Runs of live processes, of other hosts, or without the tags (older
     than them) are left alone."""
-    store = client()
-    host = this_host()
-    experiments = [experiment.experiment_id for experiment in store.search_experiments()]
-    running = store.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`{TAG}host` = '{host}'",
-                                max_results=50000)
-    dead = [run for run in running if not _alive(run.data.tags.get(TAG + "pid", ""))]
-    for run in dead:
-        store.set_terminated(run.info.run_id, "KILLED")
+    dead = [run for run in _running(f"tags.`{TAG}host` = '{this_host()}'")
+            if not alive(run.data.tags.get(TAG + "pid", ""))]
+    _end_killed(dead)
     if dead:
         print(f"kdtrack: ended {len(dead)} run(s) as KILLED that processes of this host, now gone, had left RUNNING",
               file=sys.stderr, flush=True)
     return len(dead)
 
 
-def _alive(pid: str) -> bool:
+def end_runs_of(host: str, pid: str) -> int:
+    """End as KILLED the runs that process `pid` of `host` (gone: a lost worker or node) left RUNNING; how many."""
+    dead = _running(f"tags.`{TAG}host` = '{host}' and tags.`{TAG}pid` = '{pid}'")
+    _end_killed(dead)
+    return len(dead)
+
+
+def _running(condition: str) -> list:
+    store = client()
+    experiments = [experiment.experiment_id for experiment in store.search_experiments()]
+    return store.search_runs(experiments, f"attributes.status = 'RUNNING' and {condition}", max_results=50000)
+
+
+def _end_killed(runs: list) -> None:
+    for run in runs:
+        client().set_terminated(run.info.run_id, "KILLED")
+
+
+def gone(host: str, pid: str) -> bool:
+    """Whether process `pid` of `host` is known to have ended: only a process of this host can be known to."""
+    return host == this_host() and not alive(pid)
+
+
+def alive(pid: str) -> bool:
     """Whether process `pid` of this host still runs. A zombie (killed, not yet waited for) does not."""
     if not pid.isdigit():
         return False
     if Path("/proc/self/stat").exists():
         try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
         except (OSError, IndexError):
             return False
-        return state not in ("Z", "X")
+        return state not in (b"Z", b"X")  # bytes: a name may be cut inside a character (a Ray task's)
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

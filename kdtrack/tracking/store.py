@@ -28,7 +28,7 @@ from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
 from ..models import from_params
-from . import connection
+from . import claims, connection
 from .connection import TAG, process_tags
 
 # kdtrack reads back many small artifacts (histories, checkpoints); a progress bar for each floods stderr
@@ -82,9 +82,20 @@ def use_experiment(name: str | None) -> None:
     if name:
         connection.open_store()
         try:
-            mlflow.set_experiment(name)
+            experiment = mlflow.set_experiment(name)
+            # MLflow 3.17 leaves the experiment inactive when another process created it at the same moment
+            mlflow.set_experiment(experiment_id=experiment.experiment_id)
         except mlflow.exceptions.MlflowException as error:
             raise InputError(f"experiment {name!r}: {error.message.splitlines()[0]}") from None
+
+
+def machine_local_locations() -> list[str]:
+    """Where the runs of the active experiment would go that only this machine sees: the store, and the
+    experiment's artifact location (a path: `mlflow server` without --artifacts-destination, or a SQLite
+    store's ./mlruns)."""
+    uri = mlflow.get_tracking_uri()
+    experiment = connection.client().get_experiment(mlflow.tracking.fluent._get_experiment_id())
+    return [where for where in (uri, experiment.artifact_location) if connection.machine_local(where)]
 
 
 _outer_run_id: str | None = None
@@ -92,9 +103,10 @@ _outer_run_id: str | None = None
 
 
 def process_context() -> tuple[str, str | None, str | None]:
-    """Where this process logs: the store, the active run's experiment and the active run."""
+    """Where this process logs: the store (a relative path made absolute, for a process that runs
+    elsewhere), the active run's experiment and the active run."""
     run = mlflow.active_run()
-    return mlflow.get_tracking_uri(), run and run.info.experiment_id, run and run.info.run_id
+    return connection.absolute_uri(mlflow.get_tracking_uri()), run and run.info.experiment_id, run and run.info.run_id
 
 
 def adopt_context(context: tuple[str, str | None, str | None]) -> None:
@@ -113,12 +125,14 @@ def parent_run(name: str, tags: dict[str, str], params: dict[str, str]) -> Itera
     the run set by `nest_under`.
 
     MLflow ends it FAILED if the body raises, so an interrupted command never leaves it RUNNING; a command's
-    first run ends first the runs that dead processes of this host left RUNNING (kill -9).
+    first run ends first the runs that dead processes of this host left RUNNING (kill -9), and clears their
+    claims.
     """
     nested = mlflow.active_run() is not None
     outer = None if nested else _outer_run_id
     if not nested and outer is None:
         connection.end_dead_runs()
+        claims.clear_dead()
     with mlflow.start_run(run_name=name, nested=nested or outer is not None, parent_run_id=outer,
                           tags=_run_tags(tags)) as run:
         if _resumed_by_mlflow_run(nested):  # `mlflow run` named it at random; name it for what it runs

@@ -10,7 +10,8 @@ import torch
 
 from kdtrack.errors import InputError
 from kdtrack.images import augment
-from kdtrack.images.data import holdout, load_cifar100, load_digits, load_image_data, write_cifar100_folder
+from cifar_folder import write_cifar100_folder
+from kdtrack.images.data import holdout, load_cifar100, load_digits, load_image_data
 
 
 @pytest.fixture()

@@ -153,7 +153,7 @@ def test_the_chosen_rate_does_not_see_the_test_labels(tmp_path, monkeypatch):
 def test_the_shipped_image_configs_build_their_graphs(config, tmp_path, monkeypatch):
     """Every method of each shipped config becomes a cell (a tuned one after its tune cell, a student after
     its teachers' cell), on a CIFAR-100-shaped folder for the CIFAR config; nothing trains."""
-    from kdtrack.images.data import write_cifar100_folder
+    from cifar_folder import write_cifar100_folder
     from kdtrack.spine.study import check_config, graph, read_config
     from kdtrack.studies import study_of
 

@@ -134,7 +134,7 @@ def _subcommands() -> dict:
 @pytest.mark.parametrize("entry_point", yaml.safe_load((REPO / "MLproject").read_text())["entry_points"])
 def test_entry_point_parameters_are_the_command_options(entry_point):
     spec = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"][entry_point]
-    command = "study" if entry_point == "main" else entry_point.replace("_", "-")
+    command = {"main": "study", "image_study": "study"}.get(entry_point, entry_point.replace("_", "-"))
     subparser = _subcommands()[command]
     options = {option for action in subparser._actions for option in action.option_strings}
     assert spec["command"].startswith(f"python -m kdtrack {command} ")

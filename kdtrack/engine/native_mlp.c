@@ -591,5 +591,4 @@ int train_epochs(const Job *job) {
 }
 
 int parameter_count(void) { return K_PARAMS; }
-int running_count(void) { return R_RUNNING; }
 int block_size(void) { return BS; }

@@ -5,10 +5,12 @@ Epochs are numbered from 1 in everything the loop returns: row e-1 of the histor
 training loss and accuracy come from the forward pass of its update(s) and whose validation and
 selection metrics are measured after them.
 
-The loop runs in chunks of epochs; a step trains one chunk. The native step (native.py, a compiled kernel)
-trains the MLP stacks of the studies on a CPU; the PyTorch step trains anything else, on any device (a
-GPU included). Both compute the same losses (the distiller's LossMix), the same Adam, the same selection,
-and tests/test_engine.py holds each to a plain single-model PyTorch loop.
+The loop runs in chunks of epochs; a step trains one chunk, and there are three. The native step (native.py,
+a compiled kernel) trains the multi-domain study's MLP stacks on a CPU; the PyTorch step trains any stack,
+on any device (a GPU included); the mini-batch step (minibatch.py) trains one image network on shuffled
+mini-batches, under DDP when torchrun starts it. The two full-batch steps compute the same losses (the
+distiller's LossMix), the same Adam, the same selection, and tests/test_engine.py holds each to a plain
+single-model PyTorch loop (tests/test_minibatch.py covers the mini-batch step: selection, schedule, seeds).
 """
 from __future__ import annotations
 

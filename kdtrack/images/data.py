@@ -1,15 +1,12 @@
 """The image datasets: CIFAR-100 from the folder its python tarball unpacks to, read without running code
 from it, and scikit-learn's digits (shipped with the library, no download). Images are kept as uint8
 (N, H, W, C); kdtrack.images.augment turns batches of them into network inputs.
-
-`write_cifar100_folder` writes small generated datasets in CIFAR-100's exact format, for tests and benchmarks.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import os
-import pickle
 import socket
 from dataclasses import dataclass
 from functools import cached_property
@@ -137,27 +134,6 @@ def holdout(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, 
         raise ValueError(f"holding out {fraction} of each class of {len(split.y)} images leaves "
                          f"{len(fit)} to train on and {len(held)} to select on")
     return ImageSplit(split.x[fit], split.y[fit]), ImageSplit(split.x[held], split.y[held])
-
-
-def write_cifar100_folder(folder: str | os.PathLike, n_train: int, n_test: int, n_classes: int = 100,
-                          seed: int = 0) -> Path:
-    """A generated dataset in CIFAR-100's python format (protocol-2 pickles with bytes keys, as the official
-    files): each class a colour of its own plus noise, so that it can be learnt."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    colours = rng.integers(40, 216, size=(n_classes, 3))
-    for part, n in (("train", n_train), ("test", n_test)):
-        labels = np.arange(n) % n_classes
-        images = colours[labels][:, :, None, None] + rng.integers(-40, 41, size=(n, 3, CIFAR_SIZE, CIFAR_SIZE))
-        record = {b"data": images.clip(0, 255).astype(np.uint8).reshape(n, -1), b"fine_labels": labels.tolist(),
-                  b"coarse_labels": (labels // 5).tolist(), b"batch_label": part.encode(),
-                  b"filenames": [f"{part}_{i}.png".encode() for i in range(n)]}
-        (folder / part).write_bytes(pickle.dumps(record, protocol=2))
-    meta = {b"fine_label_names": [f"class{i}".encode() for i in range(n_classes)],
-            b"coarse_label_names": [f"group{i}".encode() for i in range((n_classes + 4) // 5)]}
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
 # ---- reading ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 keep two processes from training one cell (claims)."""
 from . import claims
 from .connection import store_errors
-from .registry import Registered, best_run, register
+from .registry import best_run, register
 from .store import (
     ACCURACY_METRICS,
     PNG_SAVE,
@@ -17,7 +17,6 @@ from .store import (
     finished_seed_runs,
     finished_tune_runs,
     get_run,
-    input_columns,
     load_history,
     load_model,
     load_trials,
@@ -43,7 +42,6 @@ __all__ = [
     "DataInput",
     "PNG_SAVE",
     "TRIALS_PATH",
-    "Registered",
     "SeedRun",
     "adopt_context",
     "auto_log_every",
@@ -55,7 +53,6 @@ __all__ = [
     "finished_seed_runs",
     "finished_tune_runs",
     "get_run",
-    "input_columns",
     "load_history",
     "load_model",
     "load_trials",

@@ -1,4 +1,6 @@
-"""Every MLflow call kdtrack makes lives here: runs, tags, params, metrics, artifacts, models, look-ups.
+"""Runs and look-ups: the MLflow calls that write a run (tags, params, metrics, artifacts, models) and read
+finished ones back. The rest of kdtrack's MLflow calls are beside it in this package: the model registry
+(registry.py), reaching the store and ending dead processes' runs (connection.py), cells' claims (claims.py).
 
 The tracking store is MLflow's own default (or MLFLOW_TRACKING_URI); the active experiment is MLflow's
 (or MLFLOW_EXPERIMENT_NAME, or `mlflow run --experiment-name`) unless a command names one.

@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mlflow.exceptions import MlflowException
-
 from .. import tracking
 from ..tracking import claims
 from ..tracking.connection import gone, this_host
@@ -99,7 +97,7 @@ def _beating(name: str) -> Iterator[None]:
             count += 1
             try:
                 claims.beat(name, count)
-            except (MlflowException, OSError) as error:
+            except claims.STORE_FAILURES as error:
                 _say(f"the beat of claim {name} failed ({str(error).splitlines()[0]})")
 
     thread = threading.Thread(target=beat, name="claim beat", daemon=True)

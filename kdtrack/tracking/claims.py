@@ -28,6 +28,8 @@ TAKEOVER = "-takeover-"
 LOST = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
 """What creating a name that another process holds answers: it exists; or, in SQLite, it existed when the
 insert failed and was deleted before MLflow looked it up to say so."""
+STORE_FAILURES = (MlflowException, OSError)
+"""What a call to the store raises when the store, not the claim, failed (a beat may miss one and try again)."""
 DESCRIPTION = ("kdtrack: while this exists, the process its tags name trains the cell it names, and no other "
                "kdtrack process does; it is deleted when the cell ends.")
 

@@ -15,7 +15,6 @@ from typing import NoReturn
 from .errors import ClusterError, InputError, StoreError
 
 DEFAULT_CONFIG = "configs/default.yaml"
-DEFAULT_SEEDS = "0,10,1234,99,2021"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,11 +137,17 @@ def _distill_options(parser: argparse.ArgumentParser) -> None:
 
 def _tune_options(parser: argparse.ArgumentParser) -> None:
     from .multidomain.cells.tune import DEFAULT_GRIDS
+    from .spine.tuning import DEFAULT_TUNE_RULE, TUNE_RULES
 
     _mlp_options("accuracy-1se")(parser)
     group = _add_teaching_options(parser)
     group.add_argument("--method", choices=tuple(DEFAULT_GRIDS), default="kd",
                        help="the distiller whose options are tuned (default kd)")
+    group.add_argument("--tune-rule", choices=TUNE_RULES, default=DEFAULT_TUNE_RULE,
+                       help="which trial to keep: best, the best selection accuracy; simplest-1se, the simplest (alpha 0 "
+                       "first, then the lowest alpha, then the lowest temperature) within one standard error of it; "
+                       "simplest-paired-1se, within one standard error of its gap to the best, paired sample by sample "
+                       f"(default {DEFAULT_TUNE_RULE})")
     group.add_argument("--alphas", type=_floats, default=None,
                        help="alpha grid (default: the method's, "
                        f"{','.join(f'{a:g}' for a in DEFAULT_GRIDS['kd']['alpha'])} for kd)")
@@ -166,12 +171,14 @@ def _add_teaching_options(parser: argparse.ArgumentParser) -> argparse._Argument
 
 def _study_options(parser: argparse.ArgumentParser) -> None:
     from .engine import DEVICES
+    from .spine.options import DEFAULT_SEEDS
 
     parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"study config, YAML (default {DEFAULT_CONFIG})")
     parser.add_argument("--data", default=None,
                         help="multi-domain: comma-separated dataset files (default: the four embedded ones in data/); "
                         "images: cifar100's folder")
-    parser.add_argument("--seeds", default=DEFAULT_SEEDS, help=f"comma-separated seeds (default {DEFAULT_SEEDS})")
+    parser.add_argument("--seeds", default=None,
+                        help=f"comma-separated seeds (default: the config's `seeds`, else {DEFAULT_SEEDS})")
     parser.add_argument("--epochs", type=_optional_whole_number, default=None,
                         help="override the config's epochs (empty: the config's)")
     parser.add_argument("--experiment-name", default=None, help="MLflow experiment (default: MLflow's active one)")
@@ -197,6 +204,10 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paired", metavar="METHOD", default=None,
                         help="instead, each method's per-seed difference from METHOD (points), its mean, std, "
                         "95%% t-interval and paired t-test p-value, raw and Holm-corrected")
+    parser.add_argument("--primary", metavar="METHOD", default=None,
+                        help="with --paired: METHOD's rows are the pre-declared primary comparison, one test per "
+                        "dataset, Holm-corrected over those alone, with the minimum detectable effect per row; every "
+                        "other row is secondary, corrected apart")
     parser.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
                         help="which validation accuracy: the logged model's, the selected epoch's (best_val_acc: "
                         "the checkpoint selection chose, not the highest) or the last epoch's (default model_val_acc)")
@@ -292,6 +303,7 @@ def _add_image_options(parser: argparse.ArgumentParser, default_arch: str, teach
 def _add_run_options(parser: argparse.ArgumentParser, data_help: str, data_default: str | None) -> argparse._ArgumentGroup:
     """Data and runs: where the data is, the seeds, where the runs go, where they train, how often they log."""
     from .engine import DEVICES
+    from .spine.options import DEFAULT_SEEDS
 
     runs = parser.add_argument_group("data and runs")
     runs.add_argument("--data", default=data_default, help=data_help)
@@ -395,7 +407,7 @@ def _tune(args: argparse.Namespace) -> None:
     from .multidomain.tasks import run_tune
 
     grid = TuneGrid(args.method, args.alphas or None, args.temperatures or None)  # empty (an MLproject default): the method's
-    print(run_tune(_mlp_job(args), args.data, grid, args.step_order, teachers=args.teachers or None))
+    print(run_tune(_mlp_job(args), args.data, grid, args.step_order, teachers=args.teachers or None, rule=args.tune_rule))
 
 
 def _study(args: argparse.Namespace) -> None:
@@ -405,8 +417,9 @@ def _study(args: argparse.Namespace) -> None:
 
     config = read_config(args.config)
     paths = [path.strip() for path in (args.data or "").split(",") if path.strip()] or None
-    print(run_study(study_of(config), config, paths, parse_seeds(args.seeds), args.epochs, args.experiment_name,
-                    args.device, args.workers, args.executor, args.address))
+    seeds = parse_seeds(args.seeds) if args.seeds else None  # none (or an MLproject's ""): the config's
+    print(run_study(study_of(config), config, paths, seeds, args.epochs, args.experiment_name, args.device, args.workers,
+                    args.executor, args.address))
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -416,14 +429,17 @@ def _compare(args: argparse.Namespace) -> None:
     from .tracking import finished_seed_runs, finished_tune_runs, study_order
 
     experiment = args.experiment_name or None
+    if args.primary and not args.paired:
+        raise InputError("compare --primary needs --paired (the method it is compared against)")
     report = build_report(finished_seed_runs(experiment), args.teachers, args.paired or None, args.metric,
-                          order=study_order(experiment), tunes=finished_tune_runs(experiment), extras=figures)
+                          order=study_order(experiment), tunes=finished_tune_runs(experiment), extras=figures,
+                          primary=args.primary or None)
     print_notes(report, "kdtrack compare")
     print(render(report.tables[f"paired_{args.paired}" if args.paired else "table"], args.format))
     if args.out:
         report.write(args.out)
     params = {"experiment": args.experiment_name or "", "teachers": str(args.teachers).lower(),
-              "paired": args.paired or "", "metric": args.metric}
+              "paired": args.paired or "", "primary": args.primary or "", "metric": args.metric}
     run_id = log_compare_run(report, args.experiment_name or None, params)
     print(f"kdtrack compare: tables and figures logged in run {run_id}", file=sys.stderr)
 
@@ -492,7 +508,8 @@ COMMANDS = {
                     "Train a student of --method for every combination of a grid (alpha and T for kd and kd-mixture, "
                     "tau_max for anneal-jafari) and seed, as one stack, and score each on the selection split (the "
                     "holdout, or validation under --selection validation). One nested run per trial; the parent run "
-                    "logs best_alpha and/or best_temperature, which `distill --tuned RUN_ID` uses.", _tune_options, _tune),
+                    "logs best_alpha and/or best_temperature (the trial --tune-rule keeps), which `distill --tuned "
+                    "RUN_ID` uses.", _tune_options, _tune),
     "study": Command("a study config's methods x datasets x seeds, resumable",
                      "Run every method of a study config (multi-domain, or images with `study: images`) on every "
                      "dataset and seed, nested under one study run. Cells whose configuration already has a FINISHED "

@@ -20,6 +20,7 @@ from kdtrack.distillers import DISTILL_METHODS
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.multidomain.cells.tune import DEFAULT_GRIDS
 from kdtrack.multidomain.options import DistillOptions, MLPTrainOptions
+from kdtrack.spine.tuning import TUNE_RULES
 from servers import all_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,6 +85,8 @@ WHOLE = integers_outside(lambda n: n >= 1)
 BOOLEAN = not_one_of({"true", "false", "1", "0", "yes", "no", "True", "False", "Yes", "No", "TRUE", "FALSE"})
 SEEDS = st.one_of(st.sampled_from(["", ",", " "]), st.integers(0, 99).map(lambda seed: f"{seed},{seed}"),
                   lists_with(integers_outside(lambda n: 0 <= n < 2**32), "0"))
+STUDY_SEEDS = st.one_of(st.sampled_from([",", " "]), st.integers(0, 99).map(lambda seed: f"{seed},{seed}"),
+                        lists_with(integers_outside(lambda n: 0 <= n < 2**32), "0"))  # "": the config's seeds
 CHOICES = None  # the option's own choices: any word that is none of them
 IMAGE_LR = lists_with(numbers_outside(lambda x: 0 < x < math.inf), "0.01")  # "" is the recipe's rate
 HEX = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
@@ -116,9 +119,12 @@ BAD = {
     "--tuned": (HEX, True), "--run-id": (HEX, True),
     "--teacher": (HEX.map(lambda run: f"runs:/{run}/model"), lambda uri: uri.split("/")[1]),  # names the run
     "--paired": (WORDS, True), "--method": (WORDS, True), "--dataset": (WORDS, True),
+    "--primary": (WORDS, False),  # without --paired, which it needs
+    "--tune-rule": CHOICES,
 }
 PER_COMMAND = {
     ("distill", "--teachers"): (HEX, True), ("tune", "--teachers"): (HEX, True), ("distill", "--method"): CHOICES,
+    ("study", "--seeds"): (STUDY_SEEDS, False),
     ("make-data", "--out"): (WORDS.map(lambda word: f"missing/{word}.pkl"), True),
     ("compare", "--out"): (WORDS.map(lambda word: f"small.pkl/{word}"), True),  # under a file
     **{(image, "--dataset"): CHOICES for image in ("train-teacher", "image-kd", "simkd")},
@@ -242,8 +248,8 @@ methods:
 """
 TRAIN_KEYS = {field.name for field in dataclasses.fields(MLPTrainOptions)}
 SECTIONS = {  # where a key can go, and the keys it takes
-    (): {"epochs", "train", "teachers", "tune", "methods"}, ("train",): TRAIN_KEYS, ("teachers", "es"): TRAIN_KEYS,
-    ("tune",): {"epochs", *DEFAULT_GRIDS}, ("tune", "kd"): {"alpha", "temperature"},
+    (): {"epochs", "seeds", "train", "teachers", "tune", "methods"}, ("train",): TRAIN_KEYS, ("teachers", "es"): TRAIN_KEYS,
+    ("tune",): {"epochs", "rule", *DEFAULT_GRIDS}, ("tune", "kd"): {"alpha", "temperature"},
     ("methods", "kd"): {"task", "train", "teachers", "distill"},
     ("methods", "kd", "distill"): {field.name for field in dataclasses.fields(DistillOptions)},
     ("methods", "kd-es", "train"): TRAIN_KEYS,
@@ -262,6 +268,9 @@ BAD_CONFIG_VALUES = {  # (where, key): bad values
     (("train",), "epochs"): integers_outside(lambda n: n >= 1).map(as_yaml),
     (("train",), "lr"): numbers_outside(lambda x: 0 < x < math.inf).map(as_yaml),
     (("train",), "selection_fraction"): numbers_outside(lambda x: 0 < x < 1).map(as_yaml),
+    (("tune",), "rule"): not_one_of(TUNE_RULES),
+    ((), "seeds"): st.one_of(WORDS, st.just([]), st.lists(st.integers(max_value=-1), min_size=1),
+                             st.lists(st.integers(min_value=2**32), min_size=1), st.just([1, 1]), st.just([0.5])),
 }
 PER_DATASET = {  # a value that may be a per-dataset mapping, and a good value for it
     ("methods", "kd", "distill", "temperature"): 9, ("train", "lr"): 0.001, ("methods", "kd-es", "train", "epochs"): 5,

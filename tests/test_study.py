@@ -2,6 +2,8 @@
 resumes, and that compare's numbers are the per-seed runs' own."""
 import contextlib
 import io
+import math
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -50,6 +52,7 @@ def test_tune_grid_equals_separate_distill_runs(tracking_uri, dataset):
     tune = MlflowClient().get_run(tune_id)
     best = max(trials, key=lambda t: t.data.metrics["selection_acc_mean"])
     assert tune.data.metrics["best_selection_acc"] == pytest.approx(best.data.metrics["selection_acc_mean"])
+    assert tune.data.metrics["top_selection_acc"] == tune.data.metrics["best_selection_acc"]  # the default rule: best
     assert (tune.data.metrics["best_alpha"], tune.data.metrics["best_temperature"]) in {(0.2, 2), (0.2, 6), (0.8, 2), (0.8, 6)}
     for trial in trials[:2]:
         alpha, temperature = trial.data.params["alpha"], trial.data.params["temperature"]
@@ -92,6 +95,44 @@ def test_tune_of_annealing_scores_each_tau_max_as_a_distill_run_would(tracking_u
     tuned = MlflowClient().get_run(run(["distill", *common, "--method", "anneal-jafari", "--tuned", tune_id]).split()[-1])
     assert float(tuned.data.params["temperature"]) == tune.data.metrics["best_temperature"]
     assert main(["distill", *common, "--method", "kd", "--tuned", tune_id]) == 2  # tuned for another method
+
+
+def test_a_tune_run_keeps_the_trial_its_rule_picks_from_its_logged_scores(tracking_uri, dataset):
+    """Under the validation policy the selection split is the 90 validation points. Every rule trains the
+    same trials; each keeps the simplest trial (lowest alpha, then temperature) whose logged accuracy is
+    within its tolerance of the best's: none for `best`, the best's binomial standard error for
+    `simplest-1se`, the trial's own gap standard error for `simplest-paired-1se`. The rule is a param and
+    part of the configuration's hash."""
+    common = ["tune", "--data", dataset, "--seeds", "0,10", "--epochs", "30", "--selection", "validation",
+              "--alphas", "0,0.5,0.9", "--temperatures", "2,6"]
+    hashes, scores_by_rule = set(), []
+    for rule in ("best", "simplest-1se", "simplest-paired-1se"):
+        tune_id = run([*common, "--tune-rule", rule]).split()[-1]
+        tune = MlflowClient().get_run(tune_id)
+        trials = sorted((c for c in children(tune_id) if c.data.tags["kdtrack.task"] == "tune-trial"),
+                        key=lambda c: int(c.data.tags["kdtrack.trial"]))
+        values = [(float(c.data.params["alpha"]), float(c.data.params["temperature"])) for c in trials]
+        acc = [c.data.metrics["selection_acc_mean"] for c in trials]
+        ce = [c.data.metrics["selection_ce_mean"] for c in trials]
+        best = max(range(len(trials)), key=lambda i: (acc[i], -ce[i]))
+        top = acc[best]
+        assert tune.data.metrics["top_selection_acc"] == pytest.approx(top)
+        assert tune.data.metrics["top_selection_acc_se"] == pytest.approx(math.sqrt(top * (1 - top) / 90))
+        assert trials[best].data.metrics["selection_gap_se"] == 0
+        tolerance = {"best": [0.0] * len(trials), "simplest-1se": [math.sqrt(top * (1 - top) / 90)] * len(trials),
+                     "simplest-paired-1se": [c.data.metrics["selection_gap_se"] for c in trials]}[rule]
+        within = [i for i in range(len(trials)) if top - acc[i] <= tolerance[i] + 1e-12]
+        kept = best if rule == "best" else min(within, key=lambda i: values[i])
+        assert tune.data.params["tune_rule"] == rule
+        assert (tune.data.metrics["best_alpha"], tune.data.metrics["best_temperature"]) == values[kept]
+        assert tune.data.metrics["best_selection_acc"] == pytest.approx(acc[kept])
+        hashes.add(tune.data.tags["kdtrack.config_hash"])
+        scores_by_rule.append(acc)
+    assert len(hashes) == 3, "the rule is part of the tune cell's identity"
+    assert scores_by_rule[0] == scores_by_rule[1] == scores_by_rule[2], "the rule chooses; it trains nothing else"
+    with pytest.raises(SystemExit) as bad:
+        main([*common, "--tune-rule", "lowest"])
+    assert bad.value.code == 2
 
 
 CONFIG = """
@@ -210,11 +251,14 @@ def test_report_config_holds_the_reports_hyperparameters():
     ("tune: {kd: {alpha: [2]}}\nmethods: {kd: {distill: {alpha: tuned}}}\n", "tune.kd: alphas must be values in [0, 1]"),
     ("methods: {a: {distill: {distiller: anneal-jafari, alpha: tuned}}}\n", "alpha cannot be tuned for anneal-jafari"),
     ("methods: {a: {distill: {distiller: anneal-cosine, temperature: tuned}}}\n", "tunable: nothing"),
+    ("tune: {rule: lowest}\nmethods: {kd: {}}\n", "tune.rule: tune rule must be one of best, simplest-1se, simplest-paired-1se, got 'lowest'"),
+    ("seeds: 0,10\nmethods: {kd: {}}\n", "seeds must be a list of whole numbers, got '0,10'"),
+    ("seeds: [0, 0]\nmethods: {kd: {}}\n", "seeds must not repeat"),
 ])
 def test_bad_study_configs_are_one_line_errors_before_any_run(tracking_uri, dataset, tmp_path, capsys, text, message):
     config = tmp_path / "bad.yaml"
     config.write_text(text)
-    assert main(["study", "--config", str(config), "--data", dataset, "--seeds", "0"]) == 2
+    assert main(["study", "--config", str(config), "--data", dataset, *([] if "seeds" in text else ["--seeds", "0"])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"kdtrack: error: {config}") and message in err[0]
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
@@ -284,3 +328,65 @@ def test_paired_table_corrects_p_values_by_holm_over_the_whole_table():
         assert table.loc[method, "p_holm"] == pytest.approx(expected[method])
     assert np.isnan(table.loc["same", "p_value"]) and np.isnan(table.loc["same", "p_holm"])
     assert table.loc["same", "diff_mean"] == pytest.approx(1.0)
+
+
+def test_primary_family_is_corrected_apart_with_its_minimum_detectable_effect():
+    """The primary method's rows are one family (Holm by hand over them alone), the rest another; the
+    minimum detectable effect is the mean difference at which a two-sided t-test at 0.05 / (family size)
+    has 80% power, by the noncentral t distribution."""
+    import pandas as pd
+    from scipy import stats
+
+    from kdtrack.compare.tables import minimum_detectable_effect, paired_table, seeds_needed
+    from kdtrack.errors import InputError
+
+    gains = {("d1", "mix"): [1.0, 2.0, 1.5, 2.5], ("d2", "mix"): [0.1, -0.2, 0.3, 0.0],
+             ("d1", "other"): [3.0, 2.0, 4.0, 3.5]}
+    rows = [{"dataset": d, "seed": str(seed), "method": "ref", "model_val_acc": 0.5} for d in ("d1", "d2") for seed in range(4)]
+    rows += [{"dataset": d, "seed": str(seed), "method": m, "model_val_acc": 0.5 + gain / 100}
+             for (d, m), values in gains.items() for seed, gain in enumerate(values)]
+    table = paired_table(pd.DataFrame(rows), "ref", primary="mix")
+    assert list(table["family"]) == ["primary", "primary", "secondary"]
+    assert list(zip(table["dataset"], table["method"])) == [("d1", "mix"), ("d2", "mix"), ("d1", "other")]
+    raw = [stats.ttest_1samp(gains[key], 0.0).pvalue for key in [("d1", "mix"), ("d2", "mix"), ("d1", "other")]]
+    low, high = sorted(raw[:2])
+    holm = {low: min(1.0, 2 * low), high: max(min(1.0, 2 * low), min(1.0, high))}
+    assert table["p_holm"].tolist() == pytest.approx([holm[raw[0]], holm[raw[1]], raw[2]])  # a family of one: raw p
+    for row, level in zip(table.itertuples(), (0.025, 0.025, 0.05)):
+        std = np.std(gains[(row.dataset, row.method)], ddof=1)
+        critical = stats.t.ppf(1 - level / 2, 3)
+        shift = row.mde / std * np.sqrt(4)
+        power = stats.nct.sf(critical, 3, shift) + stats.nct.cdf(-critical, 3, shift)
+        assert power == pytest.approx(0.8, abs=1e-4)
+    assert seeds_needed(1.3, minimum_detectable_effect(20, 1.3, 0.005), 0.005) == 20  # the inverse, at 20 seeds
+    with pytest.raises(InputError, match="method 'nonesuch': no paired differences from 'ref'"):
+        paired_table(pd.DataFrame(rows), "ref", primary="nonesuch")
+
+
+def test_verdict_config_runs_end_to_end_and_compare_reports_its_primary_family(tracking_uri, dataset, capsys):
+    """configs/verdict.yaml at tiny size: the baseline, the teachers, kd-mixture's tuning and kd-mixture;
+    then its pre-declared primary comparison."""
+    path = str(Path(__file__).resolve().parents[1] / "configs" / "verdict.yaml")
+    config = read_config(path)
+    assert len(config.seeds) == 20 and config.section("tune")["rule"] == "best"
+    assert list(config.raw["methods"]) == ["baseline", "kd-mixture"]
+    run(["study", "--config", path, "--data", dataset, "--seeds", "0,10", "--epochs", "15", "--experiment-name", "verdict"])
+    tunes = [r for r in mlflow.search_runs(search_all_experiments=True, output_format="list")
+             if r.data.tags["kdtrack.task"] == "tune"]
+    assert len(tunes) == 1 and tunes[0].data.params["tune_rule"] == "best"
+    assert {(r.data.tags["kdtrack.method"], r.data.tags["kdtrack.seed"]) for r in seed_runs("student")} \
+        == {("kd-mixture", "0"), ("kd-mixture", "10")}
+    lines = run(["compare", "--experiment-name", "verdict", "--paired", "baseline", "--primary", "kd-mixture",
+                 "--format", "csv"]).strip().splitlines()
+    assert lines[0] == "family,dataset,method,n,diff_mean,diff_std,ci_low,ci_high,p_value,p_holm,mde"
+    assert [line.split(",")[:4] for line in lines[1:]] == [["primary", "small", "kd-mixture", "2"]]
+    capsys.readouterr()
+    assert main(["compare", "--experiment-name", "verdict", "--primary", "kd-mixture"]) == 2
+    assert capsys.readouterr().err.strip() == "kdtrack: error: compare --primary needs --paired (the method it is compared against)"
+
+
+def test_a_study_trains_the_configs_seeds_when_told_none(tracking_uri, dataset, tmp_path):
+    config = tmp_path / "seeds.yaml"
+    config.write_text("epochs: 5\nseeds: [3, 4]\nmethods: {baseline: {task: baseline}}\n")
+    run(["study", "--config", str(config), "--data", dataset])
+    assert sorted(r.data.tags["kdtrack.seed"] for r in seed_runs("baseline")) == ["3", "4"]

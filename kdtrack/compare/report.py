@@ -51,11 +51,12 @@ class Report:
 
 def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None = None,
                  metric: str = "model_val_acc", order: list[str] | None = None, tunes: pd.DataFrame | None = None,
-                 extras: Extras | None = None) -> Report:
+                 extras: Extras | None = None, primary: str | None = None) -> Report:
     """Tables and figures over `runs` (rows of tracking.finished_seed_runs): the summary (of the teachers
-    with `teachers`), the paired table against `paired`, and the figures for them; the learning-rate (or
-    any option's) sweeps of the tune runs `tunes` (rows of tracking.finished_tune_runs); the figures the
-    studies draw themselves (`extras`). Datasets and methods in `order` where it names them."""
+    with `teachers`), the paired table against `paired` (with `primary`'s rows as its primary family), and
+    the figures for them; the learning-rate (or any option's) sweeps of the tune runs `tunes` (rows of
+    tracking.finished_tune_runs); the figures the studies draw themselves (`extras`). Datasets and methods
+    in `order` where it names them."""
     report = Report()
     domain = runs["domain"].astype(object)
     runs = runs.assign(domain=domain.where(domain.notna(), runs["arch"]))  # image teachers: one per architecture
@@ -65,7 +66,7 @@ def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None 
     report.tables["table"] = summary_table(teacher_rows if teachers else students,
                                            TEACHER_KEYS if teachers else STUDENT_KEYS, metric)
     if paired:
-        report.tables[f"paired_{paired}"] = paired_table(students, paired, metric)
+        report.tables[f"paired_{paired}"] = paired_table(students, paired, metric, primary)
     if not students.empty:
         _student_figures(report, students, metric, paired)
         report.figures.update(extras(students, report.notes) if extras else {})

@@ -8,6 +8,8 @@ the newest configuration is shown and the others are named in a note.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -81,14 +83,30 @@ def paired_diffs(rows: pd.DataFrame, reference: str, metric: str = "model_val_ac
     return diffs.reset_index()[["dataset", "method", "seed", "diff"]].dropna(subset=["diff"]).reset_index(drop=True)
 
 
-def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc") -> pd.DataFrame:
+def paired_table(rows: pd.DataFrame, reference: str, metric: str = "model_val_acc",
+                 primary: str | None = None) -> pd.DataFrame:
     """Per dataset x method, the difference from `reference` seed by seed (in points): its mean, sample std
     and 95% t-interval, the paired t-test's two-sided p-value (is the gain larger than seed noise?), and that
-    p corrected by Holm's step-down method for the number of comparisons in the table (`p_holm`)."""
+    p corrected by Holm's step-down method for the number of comparisons in the table (`p_holm`).
+
+    With `primary`, that method's rows are the pre-declared primary family, one test per dataset, and every
+    other row is secondary: `family` says which, primary rows come first, each family is corrected apart, and
+    `mde` is the smallest mean difference the row's test detects with 80% power at the level Holm demands
+    of the first test in its family (0.05 / its size), given the row's n and measured std."""
     table = [{"dataset": dataset, "method": method, **difference_stats(group["diff"].to_numpy())}
              for (dataset, method), group in paired_diffs(rows, reference, metric).groupby(["dataset", "method"], sort=False)]
     table = pd.DataFrame(table, columns=["dataset", "method", "n", "diff_mean", "diff_std", "ci_low", "ci_high", "p_value"])
-    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
+    if primary is None:
+        table["p_holm"] = holm(table["p_value"].to_numpy(dtype=float))
+        return table
+    if primary not in set(table["method"]):
+        raise InputError(f"method {primary!r}: no paired differences from {reference!r} to make the primary comparison")
+    table.insert(0, "family", np.where(table["method"] == primary, "primary", "secondary"))
+    table = table.sort_values("family", kind="stable").reset_index(drop=True)
+    families = table.groupby("family")["p_value"]
+    table["p_holm"] = families.transform(lambda p: holm(p.to_numpy(dtype=float)))
+    levels = 0.05 / families.transform("count")
+    table["mde"] = [minimum_detectable_effect(n, std, level) for n, std, level in zip(table["n"], table["diff_std"], levels)]
     return table
 
 
@@ -111,6 +129,27 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     if tested.any():
         corrected[tested] = multipletests(p_values[tested], method="holm")[1]
     return corrected
+
+
+def minimum_detectable_effect(n: int, std: float, level: float, power: float = 0.8) -> float:
+    """The smallest mean paired difference that a two-sided one-sample t-test of `n` differences of sample
+    std `std` detects at `level` with probability `power` (NaN where the std is unknown or zero)."""
+    if n < 2 or not std > 0:
+        return np.nan
+    return float(_t_test_power().solve_power(nobs=n, alpha=level, power=power)) * std
+
+
+def seeds_needed(std: float, effect: float, level: float, power: float = 0.8) -> int:
+    """How many paired differences of std `std` a two-sided t-test at `level` needs to detect a mean
+    difference of `effect` with probability `power`."""
+    seeds = _t_test_power().solve_power(effect_size=abs(effect) / std, alpha=level, power=power)
+    return math.ceil(round(seeds, 6))  # the solver's own tolerance must not cost a seed
+
+
+def _t_test_power():
+    from statsmodels.stats.power import TTestPower  # statsmodels takes a second to import: only here
+
+    return TTestPower()
 
 
 def t_half_width(values: np.ndarray) -> float:

@@ -5,7 +5,8 @@ the grid that the config's `tune.DISTILLER` names (else DEFAULT_GRIDS') and its 
 
     train: {selection: holdout}
     teachers: {es: {early_stopping: true}}
-    tune: {epochs: 5000, kd: {alpha: [0, 0.3, 0.7], temperature: [4, 9]}}   # grids by distiller
+    tune: {epochs: 5000, rule: best, kd: {alpha: [0, 0.3, 0.7], temperature: [4, 9]}}   # grids by distiller;
+                                         # which trial to keep (kdtrack.spine.tuning's TUNE_RULES)
     methods:
       baseline: {task: baseline}
       kd-es: {teachers: es, distill: {distiller: kd, alpha: tuned, temperature: {default: 9, data_d0.25: 18}}}
@@ -21,7 +22,7 @@ from ..distillers import tunable
 from ..errors import InputError
 from ..spine.cells import Cell
 from ..spine.study import MethodSpec, StudyConfig, build, known_keys
-from ..spine.tuning import TUNED
+from ..spine.tuning import DEFAULT_TUNE_RULE, TUNED, check_rule
 from .cells.baseline import BaselineCell
 from .cells.students import StudentCell
 from .cells.teachers import TeachersCell
@@ -39,9 +40,10 @@ class MultiDomainStudy:
     name = "multidomain"
     train_keys = tuple(field.name for field in dataclasses.fields(MLPTrainOptions))
     distill_keys = tuple(field.name for field in dataclasses.fields(DistillOptions))
-    tune_keys = ("epochs", *DEFAULT_GRIDS)
+    tune_keys = ("epochs", "rule", *DEFAULT_GRIDS)
 
     def check(self, config: StudyConfig) -> None:
+        build(f"{config.path}: tune.rule", check_rule, {"rule": _rule(config)})
         for distiller in DEFAULT_GRIDS:
             known_keys(config.path, f"tune.{distiller}", config.section("tune").get(distiller) or {}, GRID_KEYS)
 
@@ -83,7 +85,7 @@ class MultiDomainStudy:
             train = common["train"]
             tune_train = dataclasses.replace(train, epochs=min(config.tune_epochs or train.epochs, train.epochs))
             tuned_by = build(method.where, GridTuneCell, {**common, "train": tune_train, "label": f"{method.label}-tune",
-                                                         "grid": _grid(config, distill.distiller, fixed),
+                                                         "grid": _grid(config, distill.distiller, fixed), "rule": _rule(config),
                                                          "step_order": distill.step_order, "teachers": teachers})
         return build(method.where, StudentCell, {**common, "distill": distill, "teachers": teachers,
                                                  "tuned_by": tuned_by, "tuned": tuned})
@@ -91,6 +93,11 @@ class MultiDomainStudy:
 
 def _train_options(where: str, values: dict) -> MLPTrainOptions:
     return build(where, MLPTrainOptions, values)
+
+
+def _rule(config: StudyConfig) -> str:
+    """Which trial a tune cell keeps: the config's `tune.rule`, else the default."""
+    return config.section("tune").get("rule", DEFAULT_TUNE_RULE)
 
 
 def _grid(config: StudyConfig, distiller: str, fixed: dict[str, float]) -> TuneGrid:

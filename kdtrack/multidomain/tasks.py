@@ -5,7 +5,7 @@ import dataclasses
 
 from ..spine.jobs import Job, run_command
 from ..spine.teachers import Teachers, TeachersRun
-from ..spine.tuning import tuned_values
+from ..spine.tuning import DEFAULT_TUNE_RULE, tuned_values
 from .cells.baseline import BaselineCell
 from .cells.students import StudentCell
 from .cells.teachers import TeachersCell
@@ -34,9 +34,11 @@ def run_distill(job: Job, data: str, distill: DistillOptions, teachers: str | No
     return run_command(job, cell)
 
 
-def run_tune(job: Job, data: str, grid: TuneGrid, step_order: str, teachers: str | None = None) -> str:
+def run_tune(job: Job, data: str, grid: TuneGrid, step_order: str, teachers: str | None = None,
+             rule: str = DEFAULT_TUNE_RULE) -> str:
     inputs = job.cell_inputs(load_multidomain(data))
-    return run_command(job, GridTuneCell(**inputs, grid=grid, step_order=step_order, teachers=_teachers(inputs, teachers)))
+    return run_command(job, GridTuneCell(**inputs, grid=grid, step_order=step_order, teachers=_teachers(inputs, teachers),
+                                         rule=rule))
 
 
 def _teachers(inputs: dict, run_id: str | None) -> Teachers:

@@ -14,6 +14,8 @@ from ..engine.optim import OptimConfig
 from ..errors import InputError
 
 MAX_SEED = 2**32
+DEFAULT_SEEDS = "0,10,1234,99,2021"
+"""The seeds a command trains when neither it nor its study config names any: the report's."""
 SELECTIONS = ("holdout", "validation")
 
 

@@ -5,6 +5,7 @@ the cells.
 
     study: multidomain                 # or images (default multidomain)
     epochs: 30000                      # every model's, unless `train` or a method says otherwise
+    seeds: [0, 10, 1234]               # the seeds, where the command names none (else DEFAULT_SEEDS)
     train: {selection: holdout}        # options of every model
     teachers: {es: {early_stopping: true}}   # named teacher settings (overrides of `train`)
     teacher_seed: 0                    # every student learns from this seed's teachers (else: its own seed's)
@@ -33,9 +34,10 @@ from ..compare.tables import render, wide_table
 from ..engine import resolve_device
 from ..errors import InputError
 from .cells import Cell, Data
+from .options import DEFAULT_SEEDS, parse_seeds
 from .scheduler import Executor, default_workers, run_cells
 
-SECTIONS = ("study", "dataset", "epochs", "train", "teachers", "teacher_seed", "tune", "methods")
+SECTIONS = ("study", "dataset", "epochs", "seeds", "train", "teachers", "teacher_seed", "tune", "methods")
 METHOD_KEYS = ("task", "train", "teachers", "distill")
 TASKS = ("baseline", "distill")
 """A method trains alone (the reference the others are compared with) or learns from teachers."""
@@ -94,6 +96,16 @@ class StudyConfig:
     @property
     def methods(self) -> list[str]:
         return list(self.raw["methods"])
+
+    @property
+    def seeds(self) -> tuple[int, ...] | None:
+        """The config's seeds (a list of whole numbers), if it names them."""
+        seeds = self.raw.get("seeds")
+        if seeds is None:
+            return None
+        if not isinstance(seeds, list) or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
+            raise InputError(f"{self.path}: seeds must be a list of whole numbers, got {seeds!r}")
+        return build(self.path, parse_seeds, {"text": ",".join(map(str, seeds))})
 
     @property
     def tune_epochs(self) -> int | None:
@@ -173,6 +185,7 @@ def check_config(config: StudyConfig, study: Study) -> None:
     path = config.path
     known_keys(path, "train", config.section("train"), study.train_keys)
     known_keys(path, "tune", config.section("tune"), study.tune_keys)
+    config.seeds  # noqa: B018 (checked even where the command names the seeds)
     epochs = config.tune_epochs
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise InputError(f"{path}: tune.epochs must be a positive whole number, got {epochs!r}")
@@ -201,13 +214,14 @@ def build(where: str, kind: Callable, values: dict):
         raise InputError(f"{where}: {error}") from None
 
 
-def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: tuple[int, ...],
+def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: tuple[int, ...] | None,
               epochs: int | None = None, experiment: str | None = None, device: str = "auto", workers: int = 1,
               executor: str = "local", address: str | None = None) -> str:
-    """Run (or resume) every cell of `config`, `workers` at a time (0: one per core), or on the Ray cluster at
-    `address` under `executor` ray; the study run id. Every dataset and cell is checked first, so a bad config
-    or file fails before any run opens."""
+    """Run (or resume) every cell of `config` at `seeds` (None: the config's, else DEFAULT_SEEDS), `workers`
+    at a time (0: one per core), or on the Ray cluster at `address` under `executor` ray; the study run id.
+    Every dataset and cell is checked first, so a bad config or file fails before any run opens."""
     check_config(config, study)
+    seeds = seeds or config.seeds or parse_seeds(DEFAULT_SEEDS)
     datasets = study.load_data(config, data)
     names = [dataset.name for dataset in datasets]
     if len(set(names)) < len(names):

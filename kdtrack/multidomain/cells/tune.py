@@ -2,7 +2,8 @@
 on the selection split (the holdout, or validation under the report's policy) as kdtrack.spine.tuning does.
 
 The whole grid of trials x seeds trains as one stack. Every grid with an alpha tries alpha = 0, the labels
-alone: a tuned student can then only lose to the baseline by tuning noise.
+alone: a tuned student can then choose not to distil, and a rule other than `best` prefers that choice (then
+the lowest alpha, then the lowest temperature) unless the holdout prefers another beyond its noise.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...distillers import make_distiller, tunable
 from ...errors import InputError
-from ...spine.scoring import accuracy
 from ...spine.teachers import Teachers
 from ...spine.tuning import Trial, TuneCell
 from ..batches import tensors
@@ -81,6 +82,8 @@ class GridTuneCell(TuneCell, MLPCell):
     """Every trial of `grid` for every seed, as one stack."""
 
     default_select_on = "accuracy-1se"
+    simplicity = ("alpha", "temperature")
+    """The teacher's weight first (alpha 0 is the labels alone), then its temperature."""
     grid: TuneGrid
     step_order: str
     teachers: Teachers
@@ -120,7 +123,7 @@ class GridTuneCell(TuneCell, MLPCell):
         yield trained()
 
     def score(self, trained: Iterable[Trained]) -> list[Trial]:
-        """Each trial's selection accuracy and cross-entropy at every seed's selected student."""
+        """Each trial's hits, selection accuracy and cross-entropy at every seed's selected student."""
         stacked = next(iter(trained))
         split = self.data.valid if self.splits.selection is None else self.splits.selection
         x, y = tensors(split)
@@ -128,6 +131,8 @@ class GridTuneCell(TuneCell, MLPCell):
         for index, values in enumerate(self.grid.trials()):
             students = [self.selected(stacked, index * len(self.seeds) + offset) for offset in range(len(self.seeds))]
             with torch.no_grad():
-                trials.append(Trial(values, [accuracy(student, x, y) for student in students],
-                                    [float(F.cross_entropy(student(x), y)) for student in students]))
+                logits = [student(x) for student in students]
+            hits = np.stack([(out.argmax(dim=1) == y).cpu().numpy() for out in logits]).astype(float)
+            trials.append(Trial(values, [float(acc) for acc in hits.mean(axis=1)],
+                                [float(F.cross_entropy(out, y)) for out in logits], hits))
         return trials

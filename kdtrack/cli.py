@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(next((word for word in argv if word in COMMANDS), "")).parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    from .lifetime import end_with_mlflow_run
     from .tracking import store_errors
 
     try:
+        end_with_mlflow_run()
         with store_errors():
             args.run(args)
     except InputError as error:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import select
 import signal
 import sys
-import threading
 import time
 from abc import ABC, abstractmethod
 
 import torch
 
-from .. import progress, tracking
+from .. import lifetime, progress, tracking
 from ..engine import resolve_device
 from .cells import Cell
 from .claiming import run_claimed
@@ -214,21 +212,10 @@ def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, s
 def _die_with(study: int) -> None:
     """Linux: be killed the moment the study process ends, however it ends (kill -9 leaves it no chance to
     stop its workers), so that no orphan goes on training and logging a cell that a rerun of the study
-    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. A thread
-    waits on the study's process descriptor: the study is not this process's parent (the fork server is),
-    and the fork server outlives the study while a worker holds its connection."""
-    if not hasattr(os, "pidfd_open"):
-        return
-    try:
-        study_ended = os.pidfd_open(study)
-    except ProcessLookupError:  # it has ended already
-        os._exit(128 + signal.SIGKILL)
-
-    def watch() -> None:
-        select.select([study_ended], [], [])
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="die with the study", daemon=True).start()
+    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. The study is
+    not this process's parent (the fork server is), and the fork server outlives the study while a worker
+    holds its connection: so a process descriptor, not the parent's death, says when."""
+    lifetime.end_with(study, signal.SIGKILL)
 
 
 _running: Cell | None = None

@@ -110,7 +110,7 @@ def test_each_cell_logs_its_curves_and_the_study_its_table_and_figures(study):
     assert lines[-2].startswith("figures and tables: ") and lines[-1] == study_run.info.run_id
 
 
-def test_compare_logs_a_run_with_its_tables_and_figures_and_writes_them_with_out(study, tmp_path):
+def test_compare_logs_a_run_with_its_tables_and_figures_and_writes_them_with_out(study, tmp_path, capsys):
     out = tmp_path / "out"
     printed = run(["compare", "--experiment-name", "mini", "--paired", "baseline", "--format", "csv", "--out", str(out)])
     paired = pd.read_csv(io.StringIO(printed))
@@ -128,6 +128,24 @@ def test_compare_logs_a_run_with_its_tables_and_figures_and_writes_them_with_out
     logged = {a.path for a in MlflowClient().list_artifacts(compare[0].info.run_id)}
     assert logged == expected
     assert MlflowClient().get_run(compare[0].info.run_id).data.params["paired"] == "baseline"
+    said = capsys.readouterr().err.splitlines()[-1]  # which files, where they went
+    named, where = said.removeprefix("kdtrack compare: tables and figures (").split(") ")
+    assert {file for name in named.split(", ") for file in (name.replace(".csv/.md", ".csv"), name.replace(".csv/.md", ".md"))} \
+        == expected
+    assert where == f"written to {out} and logged in run {compare[0].info.run_id}"
+
+
+def test_a_tables_caption_names_its_metric_units_and_seeds():
+    from kdtrack.compare.report import caption
+
+    table = pd.DataFrame({"dataset": ["a", "a"], "method": ["x", "y"], "n": [5, 3]})
+    assert caption(table) == ("Validation accuracy of the logged model in percent (model_val_acc): mean ± sample std "
+                              "over n = 3 to 5 seeds (each row's n in table.csv)")
+    assert caption(table.assign(n=1), "best_val_acc") == ("Validation accuracy at the selected checkpoint in percent "
+                                                          "(best_val_acc): mean ± sample std over n = 1 seed")
+    assert caption(table.assign(n=2), paired="x").startswith(
+        "Difference from x in the validation accuracy of the logged model, in points, seed by seed over n = 2 seeds: ")
+    assert caption(table.iloc[:0]) == "The table is empty: no FINISHED per-seed runs to summarise"
 
 
 def test_figures_draw_what_they_are_given(tmp_path):

@@ -34,13 +34,13 @@ def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1,
     nothing left to train, or another process trained it). Dependencies always skip their finished models;
     `cells` themselves do so under `resume`. The cells run in this process, or with several `workers` in
     processes of their own, or on `executor` (a Ray cluster's); nested under the active run."""
-    plan = plan_cells(cells, resume)
+    plan, done = plan_cells(cells, resume)
+    if done or len(plan) > 1:
+        _say(f"{done + len(plan)} cell(s), teachers and tuning grids counted: {done} done before (a FINISHED run "
+             f"for every seed; their runs stay under the run that trained them), {len(plan)} to train")
     if executor is None:
         executor = LocalWorkers(workers, [cell for cell, _ in plan]) if workers > 1 and len(plan) > 1 else InProcess()
     ran = run_plan(plan, executor)
-    skipped = len({cell.key for cell in cells} - set(ran))
-    if skipped:
-        _say(f"{skipped} cell(s) already had a FINISHED run for every seed, skipped")
     return [ran.get(cell.key) for cell in cells]
 
 
@@ -78,8 +78,10 @@ class Executor(ABC):
 
 def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key, str | None]:
     """Start each cell once the cells it needs have finished (or started, on an executor that chains them),
-    those that gate the most work first, at most `executor.room` at a time; each cell's parent run id."""
+    those that gate the most work first, at most `executor.room` at a time; each cell's parent run id. After
+    each cell, the share of the work done and an estimate of the time left."""
     waiting, running, handles, ran = waited_on_first(plan), {}, {}, {}
+    remaining = progress.Remaining(sum(cell.work for cell, _ in plan))
     try:
         while waiting or running:
             for cell, needs in list(waiting):
@@ -96,7 +98,8 @@ def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key,
             cell, started = running.pop(key)
             ran[key] = run_id
             if len(plan) > 1:
-                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}")
+                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}; "
+                     f"{remaining.finished(cell.work)}")
     except BaseException:
         executor.stop()
         raise
@@ -117,15 +120,21 @@ class InProcess(Executor):
         return self.done.pop(0)
 
 
-def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
-    """The cells to run, each after the cells it needs (by key). Cells of one configuration (one key) are
-    merged into one over the union of their seeds, so teachers shared by several students train once."""
+def plan_cells(cells: list[Cell], resume: bool) -> tuple[list[tuple[Cell, set[Key]]], int]:
+    """The cells to run, each after the cells it needs (by key), and how many cells of the graph need not
+    run (their every model FINISHED before). Cells of one configuration (one key) are merged into one over
+    the union of their seeds, so teachers shared by several students train once."""
     nodes: dict[Key, Cell] = {}
     needs: dict[Key, set[Key]] = {}
+    finished: set[Key] = set()
 
     def visit(cell: Cell, skip_finished: bool) -> Key | None:
-        if skip_finished and (cell := cell.pending()) is None:
-            return None
+        if skip_finished:
+            if (pending := cell.pending()) is None:
+                finished.add(cell.key)
+                count_finished(cell.dependencies())
+                return None
+            cell = pending
         required = {key for dependency in cell.dependencies() if (key := visit(dependency, True))}
         known = nodes.get(cell.key)
         if known is None:
@@ -135,12 +144,19 @@ def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
         needs.setdefault(cell.key, set()).update(required)
         return cell.key
 
+    def count_finished(dependencies: tuple[Cell, ...]) -> None:
+        """What a finished cell depended on is done too where it finished (a reused teacher or tuning grid)."""
+        for dependency in dependencies:
+            if dependency.key not in finished and dependency.pending() is None:
+                finished.add(dependency.key)
+                count_finished(dependency.dependencies())
+
     for cell in cells:
         visit(cell, resume)
     order: list[Key] = []
     while len(order) < len(nodes):
         order.append(next(key for key in nodes if key not in order and needs[key] <= set(order)))
-    return [(nodes[key], needs[key]) for key in order]
+    return [(nodes[key], needs[key]) for key in order], len(finished - set(nodes))
 
 
 def waited_on_first(plan: list[tuple[Cell, set[Key]]]) -> list[tuple[Cell, set[Key]]]:

@@ -77,6 +77,16 @@ class TuneCell(Cell):
     def tuned_options(self) -> tuple[str, ...]:
         """The options the grid searches."""
 
+    @property
+    @abstractmethod
+    def trial_count(self) -> int:
+        """How many trials the grid holds."""
+
+    @property
+    def work(self) -> int:
+        """A model per trial and seed."""
+        return super().work * self.trial_count
+
 
 def choose(trials: list[Trial]) -> int:
     """The index of the trial with the highest mean selection accuracy, ties to the lower cross-entropy."""

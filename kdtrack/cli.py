@@ -21,9 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(next((word for word in argv if word in COMMANDS), "")).parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    from .lifetime import end_with_mlflow_run
     from .tracking import store_errors
 
     try:
+        end_with_mlflow_run()
         with store_errors():
             args.run(args)
     except InputError as error:
@@ -195,7 +197,7 @@ def _study_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _compare_options(parser: argparse.ArgumentParser) -> None:
-    from .tracking.store import ACCURACY_METRICS
+    from .metrics import ACCURACY_METRICS
 
     parser.add_argument("--experiment-name", default=None, help="one experiment (default: all)")
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown", help="default markdown")
@@ -209,8 +211,9 @@ def _compare_options(parser: argparse.ArgumentParser) -> None:
                         "dataset, Holm-corrected over those alone, with the minimum detectable effect per row; every "
                         "other row is secondary, corrected apart")
     parser.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
-                        help="which validation accuracy: the logged model's, the selected epoch's (best_val_acc: "
-                        "the checkpoint selection chose, not the highest) or the last epoch's (default model_val_acc)")
+                        help="which validation accuracy: model_val_acc, the logged model's; best_val_acc, the "
+                        "checkpoint's that --select-on selected (not the highest over epochs: the same as "
+                        "model_val_acc under early stopping); final_val_acc, the last epoch's (default model_val_acc)")
     parser.add_argument("--out", default=None, help="also write the tables and figures into this folder")
 
 
@@ -423,7 +426,7 @@ def _study(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare.report import build_report, log_compare_run, print_notes
+    from .compare.report import build_report, caption, log_compare_run, print_notes
     from .compare.tables import render
     from .studies import figures
     from .tracking import finished_seed_runs, finished_tune_runs, study_order
@@ -435,13 +438,18 @@ def _compare(args: argparse.Namespace) -> None:
                           order=study_order(experiment), tunes=finished_tune_runs(experiment), extras=figures,
                           primary=args.primary or None)
     print_notes(report, "kdtrack compare")
-    print(render(report.tables[f"paired_{args.paired}" if args.paired else "table"], args.format))
+    table = report.tables[f"paired_{args.paired}" if args.paired else "table"]
+    print(render(table, args.format))
+    if args.format == "markdown":
+        print(caption(table, args.metric, args.paired or None))
     if args.out:
         report.write(args.out)
     params = {"experiment": args.experiment_name or "", "teachers": str(args.teachers).lower(),
               "paired": args.paired or "", "primary": args.primary or "", "metric": args.metric}
     run_id = log_compare_run(report, args.experiment_name or None, params)
-    print(f"kdtrack compare: tables and figures logged in run {run_id}", file=sys.stderr)
+    files = ", ".join([f"{name}.csv/.md" for name in report.tables] + [f"{name}.png" for name in report.figures])
+    where = f"written to {args.out} and logged" if args.out else "logged (--out DIR writes them to a folder too)"
+    print(f"kdtrack compare: tables and figures ({files}) {where} in run {run_id}", file=sys.stderr)
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -454,6 +462,7 @@ def _register(args: argparse.Namespace) -> None:
     run_id = args.run_id or best_run(args.experiment_name or None, args.method, args.dataset or None)
     use_experiment(args.experiment_name or None)
     registered = register(run_id, args.name, args.alias)
+    print(f"kdtrack register: {registered.uri} is {registered.source()}", file=sys.stderr)
     print(f"{registered.uri} version {registered.version}")
 
 
@@ -513,8 +522,9 @@ COMMANDS = {
     "study": Command("a study config's methods x datasets x seeds, resumable",
                      "Run every method of a study config (multi-domain, or images with `study: images`) on every "
                      "dataset and seed, nested under one study run. Cells whose configuration already has a FINISHED "
-                     "run are skipped, so a study resumes where it stopped. It ends by printing its table and where "
-                     "its figures are.", _study_options, _study),
+                     "run are skipped, so a study resumes where it stopped; the runs of cells a stopped study finished "
+                     "stay under its study run. It ends by printing its table and where its figures are.",
+                     _study_options, _study),
     "compare": Command("tables and figures over the store, logged as a run of its own",
                        "Summarise the FINISHED per-seed runs of the baselines and the students (mean and sample std of "
                        "the logged models' validation accuracy, in percent) per dataset x method (the name a study "
@@ -526,7 +536,7 @@ COMMANDS = {
                         "Register the logged model of one per-seed run as a new version of --name in MLflow's model "
                         "registry, move --alias to it, and tag the version with its dataset, method, seed, selection, "
                         "config and data hashes and validation accuracy. Prints the models:/NAME@ALIAS URI and the "
-                        "version.", _register_options, _register),
+                        "version, and on stderr the run it registered.", _register_options, _register),
     "train-teacher": Command("image path: a network per seed on the labels",
                              "Train a CIFAR network per seed on the labels (method ce), to teach image-kd and simkd "
                              "students: a parent run with a child run per seed. Runs unchanged under torchrun "

@@ -33,9 +33,28 @@ class Progress:
         if now - self.shown >= self.interval or done == self.bar.total:
             self.bar.set_postfix_str(status(), refresh=False)
             self.shown = now
-        self.bar.update(done - self.bar.n)
-        if done == self.bar.total:
+        if done == self.bar.total:  # closing draws the final state: once, not also as an update's redraw
+            self.bar.n = done
             self.bar.close()
+            return
+        self.bar.update(done - self.bar.n)
+
+
+class Remaining:
+    """How long a graph of cells has left to train: the time since it started, times the work left over
+    the work done, each cell's work its epochs x models (Cell.work). Cells running side by side count when
+    they finish, so the estimate errs long while they run."""
+
+    def __init__(self, total: float):
+        self.total, self.done, self.started = total, 0.0, time.monotonic()
+
+    def finished(self, work: float) -> str:
+        """A cell of `work` has finished: the share of the work done, and the time it took and is left."""
+        self.done += work
+        elapsed = time.monotonic() - self.started
+        left = elapsed * (self.total - self.done) / self.done if self.done else 0.0
+        return (f"{100 * self.done / self.total:.0f}% of the work (epochs x models) done in "
+                f"{tqdm.format_interval(elapsed)}, about {tqdm.format_interval(left)} left")
 
 
 class _Lines:

@@ -80,13 +80,16 @@ def test_best_breaks_ties_by_loss_then_start_time(monkeypatch):
     assert best_run("x", "kd", "d") == "d"
 
 
-def test_registered_champion_reloads_through_both_flavours_at_its_logged_accuracy(store):
+def test_registered_champion_reloads_through_both_flavours_at_its_logged_accuracy(store, capsys):
     printed = run(["register", "--best", "--experiment-name", "reg", "--method", "kd", "--name", "small-kd"]).split()
     assert printed == ["models:/small-kd@champion", "version", "1"]
     client = MlflowClient()
     version = client.get_model_version_by_alias("small-kd", "champion")
     source = client.get_run(version.run_id)
     assert version.run_id == best_run("reg", "kd")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"kdtrack register: models:/small-kd@champion is run {version.run_id} (method kd, dataset small, seed "
+        f"{source.data.tags['kdtrack.seed']}, validation accuracy of its model {100 * source.data.metrics['model_val_acc']:.2f}%)")
     for key in ("dataset", "method", "seed", "selection", "config_hash", "data_hash"):
         assert version.tags[key] == source.data.tags[f"kdtrack.{key}"]
     logged = source.data.metrics["model_val_acc"]

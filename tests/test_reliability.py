@@ -1,8 +1,12 @@
 """The failures a study survives on the default SQLite store: a study killed with SIGKILL and run again
 completes with every model once and no run left RUNNING; a command ends as KILLED only the runs of dead
 processes of its own host; two studies writing one fresh store at once both finish; two processes running
-the same study at once leave compare's counts whole."""
+the same study at once leave compare's counts whole; a study ends with the `mlflow run` that started it, and
+only with it."""
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +14,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kdtrack.lifetime import is_mlflow_run
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.tracking.connection import end_dead_runs, this_host
 from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study, trainings
@@ -21,6 +26,8 @@ methods:
   kd: {{distill: {{alpha: 0.5, temperature: 4}}}}
 """
 METHODS = ("baseline", "kd")
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 DEADLINE = 300  # seconds: a limit on waiting for an event, never a measured time
 
 
@@ -133,3 +140,60 @@ def test_three_studies_on_one_fresh_store_at_once_all_finish(folder):
     trained = trainings(*[err for _, err in results])
     assert len(trained) == 2 * 3 and set(trained.values()) == {1}, f"each cell trained by one process: {trained}"
     assert compare_counts(env, folder) == {(name, method): 2 for name in ("tiny", "other") for method in METHODS}
+
+
+def test_killing_the_mlflow_run_that_started_a_study_ends_it_as_sigterm_does(folder):
+    """`kill <pid of mlflow run>` (a user stopping it) left its `python -m kdtrack study` child training,
+    re-parented to PID 1. Now the study ends as on SIGTERM: its workers stop and every run, the one `mlflow
+    run` made included, ends FAILED."""
+    uri = store(folder)["MLFLOW_TRACKING_URI"]
+    all_runs(uri)  # the store exists before the study starts, so that watching it races nothing
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=uri, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    command = [str(BIN / "mlflow"), "run", str(REPO), "-e", "study", "--env-manager", "local",
+               "-P", f"config={config(folder, 1_000_000)}", "-P", f"data={folder / 'tiny.pkl'}", "-P", "seeds=0",
+               "-P", "workers=2"]
+    launcher = subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids: set[int] = set()
+    try:
+        running = lambda: [run for run in all_runs(uri) if run.info.status == "RUNNING"]  # noqa: E731
+        wait_until(lambda: len(running()) >= 3, "the study and its first two cells to run", launcher)
+        pids = {int(run.data.tags["kdtrack.pid"]) for run in running() if "kdtrack.pid" in run.data.tags}
+        assert len(pids) == 3, "the study and a worker for each of its first two cells"
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        wait_until(lambda: all(gone(pid) for pid in pids), "the study and its workers to end")
+    finally:
+        launcher.kill()
+        for pid in pids:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    runs = all_runs(uri)
+    assert len(runs) >= 3 and {run.info.status for run in runs} == {"FAILED"}
+
+
+def test_a_study_outlives_the_shell_that_started_it_in_the_background(folder):
+    """`nohup kdtrack study &` and a closed terminal: the study is no child of `mlflow run`, so it goes on
+    to the end when its parent ends."""
+    env, uri = store(folder), store(folder)["MLFLOW_TRACKING_URI"]
+    all_runs(uri)
+    log = folder / "study.log"
+    parent = subprocess.run(["sh", "-c", f'"{sys.executable}" -m kdtrack study --config "{config(folder, 300)}" '
+                             f'--data "{folder / "tiny.pkl"}" --seeds 0 --workers 1 > "{log}" 2>&1 & echo $!'],
+                            env={**os.environ, **env}, cwd=folder, capture_output=True, text=True, check=True)
+    study = int(parent.stdout.split()[-1])  # the shell has ended; the study runs on, re-parented
+    wait_until(lambda: gone(study), "the study to finish")
+    runs = all_runs(uri)
+    assert len(runs) == 1 + 2 + 4 + 2 and {run.info.status for run in runs} == {"FINISHED"}, log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/venv/bin/python", "/venv/bin/mlflow", "run", ".", "-e", "study"], True),
+    (["python", "-m", "mlflow", "run", "."], True),
+    (["mlflow", "run", "."], True),
+    (["mlflow", "server"], False),
+    (["python", "-m", "kdtrack", "study", "--data", "mlflow", "--config", "run"], False),
+    (["bash", "-c", "python -m kdtrack study"], False),
+])
+def test_mlflow_run_is_recognised_by_its_command_line(argv, expected):
+    assert is_mlflow_run(argv) == expected

@@ -1,7 +1,8 @@
 """The scheduler: a study's graph in dependency order with shared teachers trained once, the same numbers
-with one worker or two, and a terminated study that leaves no run RUNNING."""
+with one worker or two, a terminated study that leaves no run RUNNING, and what it says of its progress."""
 import contextlib
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import mlflow
 import pytest
 
+from kdtrack import progress
 from kdtrack.cli import main
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 from kdtrack.multidomain.study import MULTIDOMAIN
@@ -47,7 +49,9 @@ def write_config(tmp_path) -> str:
 
 def test_plan_puts_dependencies_first_and_trains_shared_teachers_once(tracking_uri, dataset):
     cells = MULTIDOMAIN.cells(StudyConfig("study.yaml", CONFIG), load_multidomain(dataset), (0, 10), None, "cpu")
-    plan = [cell for cell, _ in plan_cells(cells, resume=True)]
+    steps, done = plan_cells(cells, resume=True)
+    plan = [cell for cell, _ in steps]
+    assert done == 0
     names = [cell.name for cell in plan]
     assert names.count("teachers · tiny") == 1, "kd, kd-es and kd-bn share one teachers cell"
     assert sorted(names) == sorted(["baseline · tiny", "teachers · tiny", "kd-es-tune · tiny", "kd · tiny",
@@ -62,7 +66,7 @@ def test_workers_start_what_the_longest_chains_wait_on_first(tracking_uri, datas
     """Teachers gate a tune cell that gates a student: teachers, then the tune cell, then the others in plan
     order (the baseline, which nothing waits on, among them)."""
     cells = MULTIDOMAIN.cells(StudyConfig("study.yaml", CONFIG), load_multidomain(dataset), (0, 10), None, "cpu")
-    plan = plan_cells(cells, resume=True)
+    plan, _ = plan_cells(cells, resume=True)
     first = [cell.name for cell, _ in waited_on_first(plan)]
     rest = [cell.name for cell, _ in plan if cell.name not in ("teachers · tiny", "kd-es-tune · tiny")]
     assert first == ["teachers · tiny", "kd-es-tune · tiny", *rest]
@@ -132,3 +136,35 @@ def runs_in(uri: str) -> list:
         return mlflow.search_runs(search_all_experiments=True, output_format="list")
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_a_cells_work_is_its_epochs_times_its_models(tracking_uri, dataset):
+    """What the study's time estimate weighs cells by: teachers are a model per domain and seed, a tuning
+    grid a model per trial and seed."""
+    cells = MULTIDOMAIN.cells(StudyConfig("study.yaml", CONFIG), load_multidomain(dataset), (0, 10), None, "cpu")
+    plan, _ = plan_cells(cells, resume=True)
+    work = {cell.name: cell.work for cell, _ in plan}
+    assert work["teachers · tiny"] == 40 * 2 * 3
+    assert work["kd-es-tune · tiny"] == 20 * 2 * 2  # alpha 0.3 and 0.7 at T 4
+    assert work["kd · tiny"] == work["baseline · tiny"] == 40 * 2
+
+
+def test_the_time_left_is_the_time_so_far_times_the_work_left_over_the_work_done(monkeypatch):
+    clock = itertools.count(0.0, 10.0)  # each reading 10 s after the last
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    remaining = progress.Remaining(total=100)
+    assert remaining.finished(25) == "25% of the work (epochs x models) done in 00:10, about 00:30 left"
+    assert remaining.finished(25) == "50% of the work (epochs x models) done in 00:20, about 00:20 left"
+    assert remaining.finished(50) == "100% of the work (epochs x models) done in 00:30, about 00:00 left"
+
+
+def test_a_progress_line_is_written_once_for_each_redraw_and_once_at_the_end(monkeypatch):
+    """Each cell's last line (100%) was written twice: by the last update and again on closing."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)
+    stream = io.StringIO()
+    bar = progress.Progress("cell", 5, stream)
+    for done in range(1, 6):
+        bar.tick(done, lambda: "mean val_acc 0.9")
+    lines = stream.getvalue().splitlines()
+    assert [line.split(": ")[1].split()[0] for line in lines] == ["0/5", "1/5", "2/5", "3/5", "4/5", "5/5"]
+    assert lines[-1].endswith("mean val_acc 0.9")

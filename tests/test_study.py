@@ -156,14 +156,20 @@ methods:
     distill: {distiller: anneal-cosine, alpha: 0.5, temperature: 9, step_order: per-domain}
 """
 
+PLAN = ("{total} cell(s), teachers and tuning grids counted: {done} done before (a FINISHED run for every seed; "
+        "their runs stay under the run that trained them), {left} to train")
 
-def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path):
+
+def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path, capsys):
+    """...and says at its start how many cells (per dataset: 4 methods, their teachers and kd-es's tuning
+    grid) are done and how many will train."""
     other = tmp_path / "other.pkl"
     save_multidomain(make_multidomain(1.0, 4, n_train=300, n_valid=90, name="other"), other)
     config = tmp_path / "study.yaml"
     config.write_text(CONFIG)
     argv = ["study", "--config", str(config), "--data", f"{dataset},{other}", "--seeds", SEEDS]
     study_id = run(argv).split()[-1]
+    assert PLAN.format(total=12, done=0, left=12) in capsys.readouterr().err.splitlines()
 
     cells = children(study_id)
     assert {(c.data.tags["kdtrack.dataset"], c.data.tags["kdtrack.method"]) for c in cells
@@ -183,9 +189,11 @@ def test_study_runs_the_grid_nested_and_resumes(tracking_uri, dataset, tmp_path)
     before = {r.info.run_id for r in seed_runs()}
     run(argv)
     assert {r.info.run_id for r in seed_runs()} == before, "a finished study must not train anything again"
+    assert PLAN.format(total=12, done=12, left=0) in capsys.readouterr().err.splitlines()
 
     config.write_text(CONFIG + "  kd-bn:\n    teachers: es\n    train: {batch_norm: true}\n    distill: {alpha: 0.5, temperature: 4}\n")
     run(argv)
+    assert PLAN.format(total=14, done=12, left=2) in capsys.readouterr().err.splitlines()
     added = [r for r in seed_runs() if r.info.run_id not in before]
     assert {(r.data.tags["kdtrack.method"], r.data.tags["kdtrack.task"]) for r in added} == {("kd-bn", "student")}
     assert len(added) == 4

@@ -17,7 +17,7 @@ from . import figures
 from .tables import STUDENT_KEYS, TEACHER_KEYS, current_rows, paired_diffs, paired_table, render, summary_table, wide_table
 
 METRIC_LABELS = {"model_val_acc": "validation accuracy of the logged model",
-                 "best_val_acc": "validation accuracy at the selected epoch",
+                 "best_val_acc": "validation accuracy at the selected checkpoint",
                  "final_val_acc": "validation accuracy at the last epoch"}
 Extras = Callable[[pd.DataFrame, list[str]], dict[str, Figure]]
 """A study's own figures from finished per-seed runs, noting in the list why one cannot be drawn."""
@@ -81,10 +81,11 @@ def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None 
 def _student_figures(report: Report, students: pd.DataFrame, metric: str, paired: str | None) -> None:
     label = METRIC_LABELS[metric]
     label = label[0].upper() + label[1:]
-    report.figures["accuracy"] = figures.accuracy_bars(students, metric, label)
+    colours = figures.method_colours(students["method"])  # the table's method order, one colour per method
+    report.figures["accuracy"] = figures.accuracy_bars(students, metric, label, colours)
     histories = _histories(students, "method", str)
     report.figures["curves"] = figures.curves(
-        histories, "Baseline and students: mean ± std over seeds (each method's loss is its own objective)")
+        histories, "Baseline and students: mean ± std over seeds (each method's loss is its own objective)", colours)
     annealed = {method: {dataset: runs[0] for dataset, runs in by_method.items() if "temperature" in runs[0]}
                 for method, by_method in _by_method(histories).items()}
     annealed = {method: by_dataset for method, by_dataset in annealed.items() if by_dataset}
@@ -92,9 +93,10 @@ def _student_figures(report: Report, students: pd.DataFrame, metric: str, paired
         report.figures["annealing"] = figures.schedules(annealed, "Annealing: temperature over epochs\n(final phase shaded)")
     networks = students[students["arch"].notna()]
     if not networks.empty:  # what SimKD deploys beside what it scores
-        report.figures["accuracy_vs_size"] = figures.accuracy_vs_size(networks, metric, label)
+        report.figures["accuracy_vs_size"] = figures.accuracy_vs_size(networks, metric, label, colours)
     if paired:
-        report.figures[f"paired_{paired}"] = figures.paired_differences(paired_diffs(students, paired, metric), paired)
+        report.figures[f"paired_{paired}"] = figures.paired_differences(paired_diffs(students, paired, metric), paired,
+                                                                        colours)
 
 
 def _sweeps(tunes: pd.DataFrame, order: list[str]) -> dict[str, tuple[pd.DataFrame, dict[str, float]]]:
@@ -109,11 +111,12 @@ def _sweeps(tunes: pd.DataFrame, order: list[str]) -> dict[str, tuple[pd.DataFra
 
 
 def _histories(rows: pd.DataFrame, group: str, name) -> dict[str, dict[str, list[pd.DataFrame]]]:
-    """dataset -> group name -> the histories of its runs, in seed order."""
+    """dataset -> group name -> the histories of its runs, in the order of `rows` (current_rows': the
+    table's datasets and groups, seeds in numeric order)."""
     out: dict[str, dict[str, list[pd.DataFrame]]] = {}
-    for (dataset, key), runs in rows.sort_values("seed").groupby(["dataset", group], sort=False):
+    for (dataset, key), runs in rows.groupby(["dataset", group], sort=False):
         out.setdefault(dataset, {})[name(key)] = [tracking.load_history(uri) for uri in runs["artifact_uri"]]
-    return dict(sorted(out.items()))
+    return out
 
 
 def _by_method(histories: dict[str, dict[str, list[pd.DataFrame]]]) -> dict[str, dict[str, list[pd.DataFrame]]]:
@@ -133,9 +136,24 @@ def log_compare_run(report: Report, experiment: str | None, params: dict[str, st
     return run_id
 
 
+def caption(table: pd.DataFrame, metric: str = "model_val_acc", paired: str | None = None) -> str:
+    """What the numbers of a summary table (or of the paired table against `paired`) are: the metric, its
+    units, and over how many seeds."""
+    counts = sorted(set(table["n"]))
+    if not counts:
+        return "The table is empty: no FINISHED per-seed runs to summarise"
+    seeds = (f"n = {counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1
+             else f"n = {counts[0]} to {counts[-1]} seeds (each row's n in table.csv)")
+    if paired:
+        return (f"Difference from {paired} in the {METRIC_LABELS[metric]}, in points, seed by seed over {seeds}: "
+                "mean, sample std, 95% t-interval, paired t-test p and p_holm (Holm-corrected over the table)")
+    label = METRIC_LABELS[metric]
+    return f"{label[0].upper()}{label[1:]} in percent ({metric}): mean ± sample std over {seeds}"
+
+
 def print_notes(report: Report, prefix: str) -> None:
     for note in report.notes:
         print(f"{prefix}: {note}", file=sys.stderr)
 
 
-__all__ = ["Report", "build_report", "log_compare_run", "print_notes", "wide_table"]
+__all__ = ["Report", "build_report", "caption", "log_compare_run", "print_notes", "wide_table"]

@@ -184,6 +184,10 @@ class RateTuneCell(TuneCell, NetworkCell):
     def tuned_options(self) -> tuple[str, ...]:
         return ("lr",)
 
+    @property
+    def trial_count(self) -> int:
+        return len(self.rates)
+
     def identity(self) -> dict:
         return {**super().identity(), "target": {"task": self.target.task, **self.target.identity()},
                 "rates": list(self.rates), "seeds": sorted(self.seeds)}

@@ -29,11 +29,12 @@ def decision_boundaries(rows: pd.DataFrame, notes: list[str]) -> Figure | None:
     first = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
              for run in baseline.itertuples()]
     if not students.empty:  # the teachers the first student learnt from
-        first += [(f"teacher, domain {domain}", tracking.load_model(run_id))
+        first += [(f"teacher, domain {domain}: {100 * tracking.get_run(run_id).data.metrics['model_val_acc']:.1f}% on its domain",
+                   tracking.load_model(run_id))
                   for domain, run_id in zip(data.domains, students["teacher_run_ids"].iloc[0].split(","))]
     second = [(f"{run.method}: {100 * run.model_val_acc:.1f}%", tracking.load_model(run.run_id))
               for run in students.itertuples()]
     valid = data.valid
     return figures.decision_boundaries([row for row in (first, second) if row], valid.x, valid.y, valid.d,
-                                       f"{dataset}, seed {seed}: decisions over the validation points "
-                                       "(validation accuracy in the titles)")
+                                       f"{dataset}, seed {seed}: decisions over the validation points (validation "
+                                       "accuracy in the titles; a teacher's on its own domain's points)")

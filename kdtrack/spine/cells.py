@@ -159,6 +159,11 @@ class Cell(ABC):
     def epochs(self) -> int:
         return self.train.epochs
 
+    @property
+    def work(self) -> int:
+        """Epochs x models: what a study's estimate of the time it has left weighs the cell by."""
+        return self.epochs * sum(len(self.model_keys(seed)) for seed in self.seeds)
+
     # ---- the graph ----------------------------------------------------------------------------------
 
     def dependencies(self) -> tuple[Cell, ...]:

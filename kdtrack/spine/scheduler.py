@@ -9,16 +9,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import select
 import signal
 import sys
-import threading
 import time
 from abc import ABC, abstractmethod
 
 import torch
 
-from .. import progress, tracking
+from .. import lifetime, progress, tracking
 from ..engine import resolve_device
 from .cells import Cell
 from .claiming import run_claimed
@@ -36,13 +34,13 @@ def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1,
     nothing left to train, or another process trained it). Dependencies always skip their finished models;
     `cells` themselves do so under `resume`. The cells run in this process, or with several `workers` in
     processes of their own, or on `executor` (a Ray cluster's); nested under the active run."""
-    plan = plan_cells(cells, resume)
+    plan, done = plan_cells(cells, resume)
+    if done or len(plan) > 1:
+        _say(f"{done + len(plan)} cell(s), teachers and tuning grids counted: {done} done before (a FINISHED run "
+             f"for every seed; their runs stay under the run that trained them), {len(plan)} to train")
     if executor is None:
         executor = LocalWorkers(workers, [cell for cell, _ in plan]) if workers > 1 and len(plan) > 1 else InProcess()
     ran = run_plan(plan, executor)
-    skipped = len({cell.key for cell in cells} - set(ran))
-    if skipped:
-        _say(f"{skipped} cell(s) already had a FINISHED run for every seed, skipped")
     return [ran.get(cell.key) for cell in cells]
 
 
@@ -80,8 +78,10 @@ class Executor(ABC):
 
 def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key, str | None]:
     """Start each cell once the cells it needs have finished (or started, on an executor that chains them),
-    those that gate the most work first, at most `executor.room` at a time; each cell's parent run id."""
+    those that gate the most work first, at most `executor.room` at a time; each cell's parent run id. After
+    each cell, the share of the work done and an estimate of the time left."""
     waiting, running, handles, ran = waited_on_first(plan), {}, {}, {}
+    remaining = progress.Remaining(sum(cell.work for cell, _ in plan))
     try:
         while waiting or running:
             for cell, needs in list(waiting):
@@ -98,7 +98,8 @@ def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key,
             cell, started = running.pop(key)
             ran[key] = run_id
             if len(plan) > 1:
-                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}")
+                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}; "
+                     f"{remaining.finished(cell.work)}")
     except BaseException:
         executor.stop()
         raise
@@ -119,15 +120,21 @@ class InProcess(Executor):
         return self.done.pop(0)
 
 
-def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
-    """The cells to run, each after the cells it needs (by key). Cells of one configuration (one key) are
-    merged into one over the union of their seeds, so teachers shared by several students train once."""
+def plan_cells(cells: list[Cell], resume: bool) -> tuple[list[tuple[Cell, set[Key]]], int]:
+    """The cells to run, each after the cells it needs (by key), and how many cells of the graph need not
+    run (their every model FINISHED before). Cells of one configuration (one key) are merged into one over
+    the union of their seeds, so teachers shared by several students train once."""
     nodes: dict[Key, Cell] = {}
     needs: dict[Key, set[Key]] = {}
+    finished: set[Key] = set()
 
     def visit(cell: Cell, skip_finished: bool) -> Key | None:
-        if skip_finished and (cell := cell.pending()) is None:
-            return None
+        if skip_finished:
+            if (pending := cell.pending()) is None:
+                finished.add(cell.key)
+                count_finished(cell.dependencies())
+                return None
+            cell = pending
         required = {key for dependency in cell.dependencies() if (key := visit(dependency, True))}
         known = nodes.get(cell.key)
         if known is None:
@@ -137,12 +144,19 @@ def plan_cells(cells: list[Cell], resume: bool) -> list[tuple[Cell, set[Key]]]:
         needs.setdefault(cell.key, set()).update(required)
         return cell.key
 
+    def count_finished(dependencies: tuple[Cell, ...]) -> None:
+        """What a finished cell depended on is done too where it finished (a reused teacher or tuning grid)."""
+        for dependency in dependencies:
+            if dependency.key not in finished and dependency.pending() is None:
+                finished.add(dependency.key)
+                count_finished(dependency.dependencies())
+
     for cell in cells:
         visit(cell, resume)
     order: list[Key] = []
     while len(order) < len(nodes):
         order.append(next(key for key in nodes if key not in order and needs[key] <= set(order)))
-    return [(nodes[key], needs[key]) for key in order]
+    return [(nodes[key], needs[key]) for key in order], len(finished - set(nodes))
 
 
 def waited_on_first(plan: list[tuple[Cell, set[Key]]]) -> list[tuple[Cell, set[Key]]]:
@@ -214,21 +228,10 @@ def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, s
 def _die_with(study: int) -> None:
     """Linux: be killed the moment the study process ends, however it ends (kill -9 leaves it no chance to
     stop its workers), so that no orphan goes on training and logging a cell that a rerun of the study
-    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. A thread
-    waits on the study's process descriptor: the study is not this process's parent (the fork server is),
-    and the fork server outlives the study while a worker holds its connection."""
-    if not hasattr(os, "pidfd_open"):
-        return
-    try:
-        study_ended = os.pidfd_open(study)
-    except ProcessLookupError:  # it has ended already
-        os._exit(128 + signal.SIGKILL)
-
-    def watch() -> None:
-        select.select([study_ended], [], [])
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="die with the study", daemon=True).start()
+    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. The study is
+    not this process's parent (the fork server is), and the fork server outlives the study while a worker
+    holds its connection: so a process descriptor, not the parent's death, says when."""
+    lifetime.end_with(study, signal.SIGKILL)
 
 
 _running: Cell | None = None

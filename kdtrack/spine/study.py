@@ -29,7 +29,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from .. import tracking
-from ..compare.report import build_report, print_notes
+from ..compare.report import build_report, caption, print_notes
 from ..compare.tables import render, wide_table
 from ..engine import resolve_device
 from ..errors import InputError
@@ -267,6 +267,7 @@ def summarise(study: Study, cells: list[Cell], order: list[str]) -> None:
     where = report.log("summary")
     print_notes(report, "study")
     print(render(wide_table(report.tables["table"]), "markdown"))
+    print(caption(report.tables["table"]))
     print(f"figures and tables: {where}")
 
 

@@ -129,6 +129,16 @@ class TuneCell(Cell):
     def tuned_options(self) -> tuple[str, ...]:
         """The options the grid searches."""
 
+    @property
+    @abstractmethod
+    def trial_count(self) -> int:
+        """How many trials the grid holds."""
+
+    @property
+    def work(self) -> int:
+        """A model per trial and seed."""
+        return super().work * self.trial_count
+
 
 def check_rule(rule: str) -> None:
     if rule not in TUNE_RULES:

@@ -22,10 +22,19 @@ class Registered:
     name: str
     alias: str
     version: str
+    run_id: str
+    tags: dict[str, str]
+    """The version's tags: the run's dataset, method, seed, ... and `val_acc`, its model_val_acc."""
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}@{self.alias}"
+
+    def source(self) -> str:
+        """Which run the version is, in a line: its id, method, dataset, seed (and domain) and accuracy."""
+        found = [f"{key} {self.tags[key]}" for key in ("method", "dataset", "seed", "domain") if key in self.tags]
+        accuracy = float(self.tags["val_acc"])
+        return f"run {self.run_id} ({', '.join(found)}, validation accuracy of its model {100 * accuracy:.2f}%)"
 
 
 def best_run(experiment: str | None, method: str, dataset: str | None = None) -> str:
@@ -71,7 +80,7 @@ def register(run_id: str, name: str, alias: str = "champion") -> Registered:
         if not existed:
             client.delete_registered_model(name)
         raise InputError(f"alias {alias!r}: {error.message.splitlines()[0]}") from None
-    registered = Registered(name, alias, str(version))
+    registered = Registered(name, alias, str(version), run_id, tags)
     record = {key: tags[key] for key in ("dataset", "method") if key in tags}
     with parent_run(f"register {registered.uri}", {"task": "register", **record},
                     {"source_run_id": run_id, "name": name, "alias": alias, "version": registered.version}):

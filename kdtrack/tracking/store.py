@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
+from ..metrics import ACCURACY_METRICS
 from ..models import from_params
 from . import claims, connection
 from .connection import TAG, process_tags
@@ -46,8 +47,6 @@ METRIC_POINTS = 50
 """Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (each
 point costs about 0.1 ms on SQLite, where a 30,000-epoch model trains in 2 s: 100 points were a tenth of a
 seed run's logging); history.parquet keeps every epoch, and the figures draw from it."""
-ACCURACY_METRICS = ("model_val_acc", "best_val_acc", "final_val_acc")
-"""A per-seed run's validation accuracy at its logged model, its best checkpoint and its last epoch."""
 SUMMARY_METRICS = (*ACCURACY_METRICS, "best_val_loss", "model_epoch", "model_parameters", "latency_ms_per_image")
 
 

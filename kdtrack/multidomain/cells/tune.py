@@ -97,6 +97,10 @@ class GridTuneCell(TuneCell, MLPCell):
     def tuned_options(self) -> tuple[str, ...]:
         return tuple(self.grid.values)
 
+    @property
+    def trial_count(self) -> int:
+        return len(self.grid.trials())
+
     def identity(self) -> dict:
         return {**super().identity(), "seeds": sorted(self.seeds), "step_order": self.step_order,
                 "grid": dataclasses.asdict(self.grid), "teachers": self.teachers.hash}

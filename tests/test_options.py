@@ -121,10 +121,14 @@ BAD = {
     "--paired": (WORDS, True), "--method": (WORDS, True), "--dataset": (WORDS, True),
     "--primary": (WORDS, False),  # without --paired, which it needs
     "--tune-rule": CHOICES,
+    "--ce-weight": (numbers_outside(lambda x: 0 <= x < math.inf), False),
+    "--kd-weight": (numbers_outside(lambda x: 0 <= x < math.inf), False),
+    "--teacher-seed": (WORDS, False),  # a seed is a whole number
 }
 PER_COMMAND = {
     ("distill", "--teachers"): (HEX, True), ("tune", "--teachers"): (HEX, True), ("distill", "--method"): CHOICES,
     ("study", "--seeds"): (STUDY_SEEDS, False),
+    ("study", "--address"): (WORDS, False),  # a Ray cluster's address without --executor ray
     ("make-data", "--out"): (WORDS.map(lambda word: f"missing/{word}.pkl"), True),
     ("compare", "--out"): (WORDS.map(lambda word: f"small.pkl/{word}"), True),  # under a file
     **{(image, "--dataset"): CHOICES for image in ("train-teacher", "image-kd", "simkd")},
@@ -178,7 +182,7 @@ def test_every_option_and_mlproject_parameter_has_bad_values():
             assert option in FREE or bad_values(command, action) is not None, f"{command} {option}"
     entry_points = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
     for name, spec in entry_points.items():
-        command = "study" if name == "main" else name.replace("_", "-")
+        command = {"main": "study", "image_study": "study"}.get(name, name.replace("_", "-"))
         for parameter in spec["parameters"]:
             assert (command, "--" + parameter.replace("_", "-")) in CASES or "--" + parameter.replace("_", "-") in FREE
 

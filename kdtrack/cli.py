@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import ClusterError, InputError, StoreError
+from .errors import ClusterError, InputError, StoreError, TrainingDiverged
 
 DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_SEEDS = "0,10,1234,99,2021"
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 2
-    except (StoreError, ClusterError) as error:
+    except (StoreError, ClusterError, TrainingDiverged) as error:
         print(f"kdtrack: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

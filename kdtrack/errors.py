@@ -18,3 +18,8 @@ class StoreError(Exception):
 class ClusterError(Exception):
     """A cluster lost a cell's task more often than it retries it (its worker or node died twice). The CLI
     prints ``kdtrack: error: <message>`` and exits 1 without a traceback."""
+
+
+class TrainingDiverged(Exception):
+    """Training made a loss or a weight NaN or infinite. The engine stops there, so the run ends FAILED with no
+    model logged; the CLI prints ``kdtrack: error: <message>`` and exits 1."""

@@ -37,6 +37,10 @@ class Progress:
         if done == self.bar.total:
             self.bar.close()
 
+    def close(self) -> None:
+        """End the bar where training stopped (an error), before the error is told, not when it is collected."""
+        self.bar.close()
+
 
 class _Lines:
     """A file for tqdm that writes each redraw as a line of its own."""

@@ -81,6 +81,24 @@ def load_multidomain(path: str | os.PathLike) -> MultiDomainData:
     return MultiDomainData(name=path.stem, train=train, valid=valid, source=str(path))
 
 
+def load_if_unchanged(path: object, expected_hash: object) -> MultiDomainData | str:
+    """The data file that runs recorded (`path`), if it still holds the data they saw: its content hash is
+    their `data_hash`. Otherwise why not, in a few words (a file replaced since, even by a valid one, would
+    show other points than the runs saw)."""
+    if not isinstance(path, str) or not path:
+        return "the runs recorded no data file"
+    try:
+        data = load_multidomain(path)
+    except InputError as error:
+        return f"its data file cannot be read here ({error})"
+    if not isinstance(expected_hash, str):
+        return f"the runs recorded no content hash to check {path} against"
+    if data.fingerprint != expected_hash:
+        return (f"its data file {path} has changed since the runs (content hash {data.fingerprint}, the runs saw "
+                f"{expected_hash})")
+    return data
+
+
 def save_multidomain(data: MultiDomainData, path: str | os.PathLike) -> None:
     """Write ``data`` as an .npz when the suffix says so, else as a pickle like the real files
     (protocol 3, float64 x, int64 y and d)."""

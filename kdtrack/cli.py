@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import ClusterError, InputError, StoreError
+from .errors import ClusterError, InputError, StoreError, TrainingDiverged, one_line
 
 DEFAULT_CONFIG = "configs/default.yaml"
 
@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         with store_errors():
             args.run(args)
     except InputError as error:
-        print(f"kdtrack: error: {error}", file=sys.stderr)
+        print(f"kdtrack: error: {one_line(str(error))}", file=sys.stderr)
         return 2
-    except (StoreError, ClusterError) as error:
-        print(f"kdtrack: error: {error}", file=sys.stderr)
+    except (StoreError, ClusterError, TrainingDiverged) as error:
+        print(f"kdtrack: error: {one_line(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("kdtrack: interrupted; any run it had open is marked FAILED", file=sys.stderr)
@@ -429,14 +429,16 @@ def _compare(args: argparse.Namespace) -> None:
     from .compare.report import build_report, caption, log_compare_run, print_notes
     from .compare.tables import render
     from .studies import figures
-    from .tracking import finished_seed_runs, finished_tune_runs, study_order
+    from .tracking import compared_runs, study_order
 
     experiment = args.experiment_name or None
     if args.primary and not args.paired:
         raise InputError("compare --primary needs --paired (the method it is compared against)")
-    report = build_report(finished_seed_runs(experiment), args.teachers, args.paired or None, args.metric,
-                          order=study_order(experiment), tunes=finished_tune_runs(experiment), extras=figures,
-                          primary=args.primary or None)
+    runs, tunes, where = compared_runs(experiment)
+    if where:
+        print(f"kdtrack compare: {where}", file=sys.stderr)
+    report = build_report(runs, args.teachers, args.paired or None, args.metric, order=study_order(experiment),
+                          tunes=tunes, extras=figures, primary=args.primary or None)
     print_notes(report, "kdtrack compare")
     table = report.tables[f"paired_{args.paired}" if args.paired else "table"]
     print(render(table, args.format))

@@ -3,6 +3,7 @@ is a log file (where a bar's carriage returns would pile up into one unreadable 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Callable, TextIO
 
@@ -11,7 +12,17 @@ from tqdm import tqdm
 LOG_INTERVAL_S = 10.0
 """How often a log file gets a progress line."""
 LINES_ONLY = False
-"""Lines even on a terminal: set in a worker process, whose bar would fight the others' for the screen."""
+"""Lines even on a terminal: set in a worker process (`lines_only`), whose bar would fight the others' for the
+screen."""
+
+
+def lines_only() -> None:
+    """A worker process's progress: lines, under a lock of its own threads. tqdm's default lock is a named
+    semaphore shared with other processes, which a worker ended by a signal can leave to multiprocessing's
+    resource tracker, which then warns of it after the study's last line."""
+    global LINES_ONLY
+    LINES_ONLY = True
+    tqdm.set_lock(threading.RLock())
 
 
 class Progress:
@@ -55,6 +66,10 @@ class Remaining:
         left = elapsed * (self.total - self.done) / self.done if self.done else 0.0
         return (f"{100 * self.done / self.total:.0f}% of the work (epochs x models) done in "
                 f"{tqdm.format_interval(elapsed)}, about {tqdm.format_interval(left)} left")
+
+    def close(self) -> None:
+        """End the bar where training stopped (an error), before the error is told, not when it is collected."""
+        self.bar.close()
 
 
 class _Lines:

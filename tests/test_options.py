@@ -17,10 +17,15 @@ from hypothesis import strategies as st
 
 from kdtrack.cli import build_parser, main
 from kdtrack.distillers import DISTILL_METHODS
-from kdtrack.multidomain import make_multidomain, save_multidomain
+from kdtrack.errors import InputError
+from kdtrack.images.data import load_image_data
+from kdtrack.images.options import DISTILL_OPTIONS, ImageTrainOptions
+from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 from kdtrack.multidomain.cells.tune import DEFAULT_GRIDS
 from kdtrack.multidomain.options import DistillOptions, MLPTrainOptions
+from kdtrack.spine.study import check_config, read_config
 from kdtrack.spine.tuning import TUNE_RULES
+from kdtrack.studies import study_of
 from servers import all_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,7 +273,7 @@ def as_yaml(text: str):
 BAD_CONFIG_VALUES = {  # (where, key): bad values
     (("methods", "kd", "distill"), "alpha"): numbers_outside(lambda x: 0 <= x <= 1).map(as_yaml),
     (("methods", "kd", "distill"), "temperature"): numbers_outside(lambda x: 0 < x < math.inf).map(as_yaml),
-    (("methods", "kd", "distill"), "method"): not_one_of(DISTILL_METHODS),
+    (("methods", "kd", "distill"), "distiller"): not_one_of(DISTILL_METHODS),
     (("train",), "epochs"): integers_outside(lambda n: n >= 1).map(as_yaml),
     (("train",), "lr"): numbers_outside(lambda x: 0 < x < math.inf).map(as_yaml),
     (("train",), "selection_fraction"): numbers_outside(lambda x: 0 < x < 1).map(as_yaml),
@@ -331,3 +336,85 @@ def test_a_bad_config_value_is_one_line_naming_it(in_folder, folder, capsys, pla
         assert key.replace("_", "-") in refused_study(folder, raw, capsys)
 
     check()
+
+
+YAML_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.text(max_size=3), inner, max_size=2)),
+                           max_leaves=4)
+"""Anything a YAML file can hold: numbers of any size, NaN and the infinities, text, lists, mappings."""
+VALUE_PLACES = sorted({(where, key) for where, keys in SECTIONS.items() for key in keys
+                       if where != () or key == "epochs"} | {(("tune", "kd"), "alpha"), (("tune",), "epochs"),
+                                                             ((), "teacher_seed")})
+IMAGE_STUDY = """
+study: images
+dataset: digits
+epochs: 2
+train: {arch: resnet8x4, lr: tuned}
+teachers: {t: {arch: resnet8x4, lr: 0.05}}
+tune: {lr: [0.02, 0.1], seeds: 1}
+methods:
+  student: {task: baseline}
+  simkd: {teachers: t, distill: {distiller: simkd, loss: kl}}
+"""
+IMAGE_TRAIN_KEYS = {field.name for field in dataclasses.fields(ImageTrainOptions)}
+IMAGE_PLACES = sorted({(("train",), key) for key in IMAGE_TRAIN_KEYS} | {(("teachers", "t"), key) for key in IMAGE_TRAIN_KEYS}
+                      | {(("methods", "simkd", "distill"), field.name) for field in dataclasses.fields(DISTILL_OPTIONS["simkd"])}
+                      | {(("methods", "simkd", "distill"), "distiller"), (("tune",), "lr"), (("tune",), "seeds"),
+                         (("tune",), "epochs"), ((), "dataset"), ((), "epochs"), ((), "teacher_seed")})
+
+
+def cells_or_one_line(path: Path, raw: dict, data) -> None:
+    """The config `raw` (written to `path`) either makes cells on `data` or is one InputError line naming the
+    file, without a run (nothing here opens one)."""
+    path.write_text(yaml.safe_dump(raw))
+    try:
+        config = read_config(str(path))
+        study = study_of(config)
+        check_config(config, study)
+        config.check_datasets([data.name])
+        study.cells(config, data, (0,), None, "cpu")
+    except InputError as error:
+        message = str(error)
+        assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 1000, message
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(place=st.sampled_from(VALUE_PLACES), value=YAML_VALUES)
+@example(place=(("train",), "epochs"), value=math.inf)
+@example(place=(("train",), "selection_seed"), value=math.inf)
+@example(place=(("train",), "hidden"), value=5)
+@example(place=(("train",), "hidden"), value=[5, math.inf])
+@example(place=(("train",), "batch_norm"), value="maybe")
+@example(place=(("tune",), "epochs"), value=True)
+@example(place=(("tune", "kd"), "alpha"), value=[10**400])
+@example(place=(("methods", "kd", "distill"), "distiller"), value=["kd"])
+@example(place=(("methods", "kd"), "teachers"), value=["es"])
+def test_any_yaml_value_of_any_config_key_is_taken_or_one_line(folder, place, value):
+    """(issue 29) .inf, `hidden: 5` and others raised OverflowError or TypeError."""
+    where, key = place
+    raw = yaml.safe_load(STUDY)
+    nested(raw, where)[key] = value
+    cells_or_one_line(folder / "values.yaml", raw, load_multidomain(folder / "small.pkl"))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_image_data("digits", None)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(place=st.sampled_from(IMAGE_PLACES), value=YAML_VALUES)
+@example(place=(("tune",), "lr"), value=[0.1, 10**400])
+@example(place=(("train",), "milestones"), value=[1, math.inf])
+@example(place=(("train",), "flip"), value="maybe")
+@example(place=(("methods", "simkd", "distill"), "distiller"), value=["kd"])
+@example(place=((), "dataset"), value=["digits"])
+@example(place=((), "teacher_seed"), value=math.inf)
+def test_any_yaml_value_of_any_image_config_key_is_taken_or_one_line(folder, digits, place, value):
+    where, key = place
+    raw = yaml.safe_load(IMAGE_STUDY)
+    nested(raw, where)[key] = value
+    cells_or_one_line(folder / "image-values.yaml", raw, digits)

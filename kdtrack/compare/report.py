@@ -34,13 +34,13 @@ class Report:
         folder = Path(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            for name, table in self.tables.items():
+                (folder / f"{name}.csv").write_text(render(table, "csv"))
+                (folder / f"{name}.md").write_text(render(table, "markdown") + "\n")
+            for name, figure in self.figures.items():
+                figure.savefig(folder / f"{name}.png", **tracking.PNG_SAVE)
         except OSError as error:
-            raise InputError(f"{folder}: cannot write there ({error.strerror})") from None
-        for name, table in self.tables.items():
-            (folder / f"{name}.csv").write_text(render(table, "csv"))
-            (folder / f"{name}.md").write_text(render(table, "markdown") + "\n")
-        for name, figure in self.figures.items():
-            figure.savefig(folder / f"{name}.png", **tracking.PNG_SAVE)
+            raise InputError(f"{folder}: cannot write there ({error.strerror or error})") from None
 
     def log(self, path: str | None = None) -> str:
         """Log every file into the active run (under `path`); where they went."""

@@ -96,6 +96,8 @@ class Distiller:
     uses_student_classifier = True
     """False where the method predicts through something else (SimKD: the teacher's classifier), so the
     student's own classifier is frozen and left out of training."""
+    min_domains = 1
+    """The training domains the data must have (a mixture of domain teachers needs two to weigh)."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs

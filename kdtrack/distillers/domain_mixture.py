@@ -19,6 +19,8 @@ from .kd import HintonKD
 
 
 class DomainMixtureKD(HintonKD):
+    min_domains = 2
+
     def teacher_targets(self, logits: Tensor, domains: Tensor, domain_posterior: Callable[[], Tensor]) -> Tensor:
         """log sum_d p(d | x) softmax(teacher_d(x)), (M, N, C) from logits (M, D, N, C)."""
         weights = domain_posterior().T.unsqueeze(-1)  # (D, N, 1)

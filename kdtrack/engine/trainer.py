@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..distillers import Distiller
-from ..errors import InputError
+from ..errors import InputError, TrainingDiverged
 from ..distillers.base import CROSS_ENTROPY, LossMix, accuracy_terms
 from ..models.mlp import StackedMLP
 from ..progress import Progress
@@ -145,18 +145,46 @@ class Step(Protocol):
 
 def run_epochs(step: Step, distiller: Distiller, epochs: int, chunk: int, progress: Progress | None,
                with_selection: bool, engine: str) -> TrainResult:
-    """Every step's loop: epochs in chunks, progress after each, the history read once at the end."""
+    """Every step's loop: epochs in chunks, progress after each, the history read once at the end; a loss or
+    weight that is not finite is a TrainingDiverged naming the epoch."""
     chunks = []
-    for first in range(0, epochs, chunk):
-        chunks.append(step.run(first, min(first + chunk, epochs)))
+    try:
+        for first in range(0, epochs, chunk):
+            chunks.append(step.run(first, min(first + chunk, epochs)))
+            check_finite_losses(chunks[-1][:, HISTORY.index("train_loss")], first)
+            if progress:
+                progress.tick(min(first + chunk, epochs), lambda: f"mean val_acc {np.nanmean(chunks[-1][-1, 3]):.4f}")
+    finally:
         if progress:
-            progress.tick(min(first + chunk, epochs), lambda: f"mean val_acc {np.nanmean(chunks[-1][-1, 3]):.4f}")
+            progress.close()
     rows = np.concatenate(chunks)
     names = list(HISTORY) if with_selection else list(HISTORY[:4])
     history = {name: rows[:, HISTORY.index(name)] for name in names}
     for name in distiller.schedule(0):
         history[name] = np.array([distiller.schedule(e)[name] for e in range(epochs)])
-    return TrainResult(history, step.best_epoch(), step.snapshot(best=True), step.snapshot(best=False), engine)
+    best, last = step.snapshot(best=True), step.snapshot(best=False)
+    check_finite_weights(best, last, epochs)
+    return TrainResult(history, step.best_epoch(), best, last, engine)
+
+
+def check_finite_losses(losses: np.ndarray, first: int) -> None:
+    """Stop at the first epoch (of epochs `first` + 1 on, rows of `losses`, a column per model) whose training
+    loss is NaN or infinite: no model is worth logging from a stack that diverged."""
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        raise TrainingDiverged(f"training diverged at epoch {first + row + 1}: the loss of {int(bad[row].sum())} of "
+                               f"{bad.shape[1]} model(s) is not finite (NaN or inf), so no model is logged; a lower "
+                               "learning rate, or inputs of a smaller scale, may help")
+
+
+def check_finite_weights(best: dict[str, Tensor], last: dict[str, Tensor], epochs: int) -> None:
+    """A weight that is NaN or infinite, in the selected checkpoint or the last, is an error as a loss is."""
+    for which, tensors in (("selected", best), ("last", last)):
+        bad = [name for name, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+        if bad:
+            raise TrainingDiverged(f"training diverged by epoch {epochs}: the {which} checkpoint's {bad[0]} is not "
+                                   "finite (NaN or inf), so no model is logged; a lower learning rate may help")
 
 
 def resolve_device(name: str) -> str:

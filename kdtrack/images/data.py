@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import safe_pickle
+from .. import files, safe_pickle
 from ..errors import InputError
 from ..spine.data import fingerprint_of, stratified_holdout
 
@@ -140,10 +140,10 @@ def holdout(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, 
 
 
 def _read_dict(path: Path, keys: tuple[bytes, ...]) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (CIFAR-100's python folder holds train, test and meta)")
     try:
-        payload = safe_pickle.load(path.read_bytes(), encoding="bytes")
+        payload = safe_pickle.load(files.read_regular_file(path), encoding="bytes")
+    except files.FileProblem as problem:
+        raise InputError(f"{path}: {problem} (CIFAR-100's python folder holds the files train, test and meta)") from None
     except safe_pickle.PickleProblem as problem:
         raise InputError(f"{path}: {problem}") from None
     if not isinstance(payload, dict):
@@ -172,11 +172,11 @@ def _cifar_split(path: Path, n_classes: int) -> ImageSplit:
         shape = getattr(data, "shape", type(data).__name__)
         raise InputError(f"{path}: data must be uint8 rows of {width} values (N x {width}), got {shape}")
     labels = payload[b"fine_labels"]
-    if not isinstance(labels, list) or len(labels) != len(data) or not all(isinstance(y, int) for y in labels):
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(type(y) is int for y in labels):
         raise InputError(f"{path}: fine_labels must be {len(data)} integers, one per image")
-    y = np.asarray(labels, dtype=np.int64)
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+    if labels and (min(labels) < 0 or max(labels) >= n_classes):  # as Python ints: 2**70 fits no int64
         raise InputError(f"{path}: fine_labels must lie in 0..{n_classes - 1} (meta names {n_classes} classes), "
-                         f"got {y.min()}..{y.max()}")
+                         f"got {safe_pickle.shorten(str(min(labels)))}..{safe_pickle.shorten(str(max(labels)))}")
+    y = np.asarray(labels, dtype=np.int64)
     images = data.reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE).transpose(0, 2, 3, 1).copy()
     return ImageSplit(images, y)

@@ -18,13 +18,14 @@ seeds (for `tune.epochs`), chooses on the holdout, and the method trains at the 
 from __future__ import annotations
 
 import dataclasses
-import math
+import sys
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..errors import InputError
 from ..spine.cells import Cell
+from ..spine.options import shown
 from ..spine.study import MethodSpec, StudyConfig, build
 from ..spine.tuning import TUNED
 from .cells import BaselineCell, NetworkCell, StudentCell, TeacherCell, tune_rate
@@ -45,20 +46,22 @@ class ImageStudy:
     tune_keys = ("epochs", "seeds", "lr")
 
     def check(self, config: StudyConfig) -> None:
-        if self._dataset(config) not in DATASETS:
-            raise InputError(f"{config.path}: dataset must be one of {', '.join(DATASETS)}, got {self._dataset(config)!r}")
+        if not isinstance(self._dataset(config), str) or self._dataset(config) not in DATASETS:
+            raise InputError(f"{config.path}: dataset must be one of {', '.join(DATASETS)}, got {shown(self._dataset(config))}")
         rates = config.section("tune").get("lr", DEFAULT_RATES)
         if (not isinstance(rates, list | tuple) or len(rates) < 2
-                or not all(isinstance(r, int | float) and not isinstance(r, bool) and 0 < r < math.inf for r in rates)):
-            raise InputError(f"{config.path}: tune.lr must be a list of two or more positive rates, got {rates!r}")
+                or not all(isinstance(r, int | float) and not isinstance(r, bool) and 0 < r <= sys.float_info.max
+                           for r in rates)):
+            raise InputError(f"{config.path}: tune.lr must be a list of two or more positive rates, got {shown(rates)}")
         seeds = config.section("tune").get("seeds")
-        if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-            raise InputError(f"{config.path}: tune.seeds must be a positive whole number, got {seeds!r}")
+        if seeds is not None and (type(seeds) is not int or seeds < 1):
+            raise InputError(f"{config.path}: tune.seeds must be a positive whole number, got {shown(seeds)}")
         for method in config.raw["methods"].values():
             distiller = (method.get("distill") or {}).get("distiller")
-            if method.get("task", "distill") == "distill" and distiller not in DISTILL_OPTIONS:
+            if method.get("task", "distill") == "distill" and (not isinstance(distiller, str)
+                                                               or distiller not in DISTILL_OPTIONS):
                 raise InputError(f"{config.path}: a distilled method's distill.distiller must be one of "
-                                 f"{', '.join(DISTILL_OPTIONS)}, got {distiller!r}")
+                                 f"{', '.join(DISTILL_OPTIONS)}, got {shown(distiller)}")
 
     def load_data(self, config: StudyConfig, given: list[str] | None) -> list[ImageData]:
         if given and len(given) > 1:

@@ -9,15 +9,17 @@ containers only).
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from .. import safe_pickle
+from .. import files, safe_pickle
 from ..errors import InputError
 from ..spine.data import fingerprint_of
 
@@ -26,7 +28,6 @@ DEFAULT_DATASETS = ("data/sep1.00.pkl", "data/sep0.75.pkl", "data/sep0.50.pkl", 
 """The embedded datasets (kdtrack make-data, committed in data/): what the main job runs on."""
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SHOWN_VALUES = 5
 
 
@@ -80,6 +81,24 @@ def load_multidomain(path: str | os.PathLike) -> MultiDomainData:
     return MultiDomainData(name=path.stem, train=train, valid=valid, source=str(path))
 
 
+def load_if_unchanged(path: object, expected_hash: object) -> MultiDomainData | str:
+    """The data file that runs recorded (`path`), if it still holds the data they saw: its content hash is
+    their `data_hash`. Otherwise why not, in a few words (a file replaced since, even by a valid one, would
+    show other points than the runs saw)."""
+    if not isinstance(path, str) or not path:
+        return "the runs recorded no data file"
+    try:
+        data = load_multidomain(path)
+    except InputError as error:
+        return f"its data file cannot be read here ({error})"
+    if not isinstance(expected_hash, str):
+        return f"the runs recorded no content hash to check {path} against"
+    if data.fingerprint != expected_hash:
+        return (f"its data file {path} has changed since the runs (content hash {data.fingerprint}, the runs saw "
+                f"{expected_hash})")
+    return data
+
+
 def save_multidomain(data: MultiDomainData, path: str | os.PathLike) -> None:
     """Write ``data`` as an .npz when the suffix says so, else as a pickle like the real files
     (protocol 3, float64 x, int64 y and d)."""
@@ -107,14 +126,10 @@ class _Problem(Exception):
 
 
 def _read(path: Path) -> dict:
-    if not path.exists():
-        raise _Problem("no such file")
-    if path.is_dir():
-        raise _Problem("is a directory, expected a .pkl or .npz file")
     try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise _Problem(f"cannot read the file ({error.strerror})") from error
+        raw = files.read_regular_file(path)
+    except files.FileProblem as problem:
+        raise _Problem(str(problem)) from None
     if not raw:
         raise _Problem("file is empty")
     payload = _read_npz(raw) if raw.startswith(_ZIP_MAGIC) else _unpickle(raw)
@@ -124,16 +139,48 @@ def _read(path: Path) -> dict:
 
 
 def _read_npz(raw: bytes) -> dict:
+    """The schema's arrays of an .npz, each header checked against the archive before its array is read:
+    numpy allocates the whole array a header declares before reading a byte of it."""
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            wanted = [members[key] for key in REQUIRED_KEYS if key in members]
+            declared = sum(_npy_size(archive, info) for info in wanted)
+            if declared > files.MAX_BYTES:
+                raise _Problem(f"its arrays declare {declared:,} bytes, more than the {files.MAX_BYTES:,} kdtrack reads")
+            return {info.filename.removesuffix(".npy"): np.lib.format.read_array(archive.open(info), allow_pickle=False)
+                    for info in wanted}
+    except _Problem:
+        raise
     except Exception as error:
         raise _Problem(f"truncated or corrupt .npz file ({safe_pickle.describe(error)})") from error
 
 
+def _npy_size(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """The bytes the array `info` declares, once its header is found to describe numbers that fill the member."""
+    key = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise _Problem(f"{key} is an .npy array of format {version[0]}.{version[1]}, which only structured arrays "
+                           "need: expected numbers")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        header = member.tell()
+    if dtype.hasobject:
+        raise _Problem(f"{key} holds Python objects (dtype object), which kdtrack does not load from an .npz: "
+                       "reading them would unpickle them, and unpickling can run code; expected numbers")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != info.file_size - header:
+        raise _Problem(f"truncated or corrupt .npz file ({key} declares shape {shape} of {dtype}, {declared:,} bytes, "
+                       f"and holds {info.file_size - header:,})")
+    return declared
+
+
 def _unpickle(raw: bytes) -> object:
+    """Python 2's pickles hold text as bytes: read as latin1, numpy's arrays come back byte for byte."""
     try:
-        return safe_pickle.load(raw)
+        return safe_pickle.load(raw, encoding="latin1")
     except safe_pickle.NotAPickle as problem:
         raise _Problem(f"not a pickle or .npz file ({problem.detail})") from problem.__cause__
     except safe_pickle.PickleProblem as problem:
@@ -186,14 +233,15 @@ def _points(key: str, value: object) -> np.ndarray:
         raise _Problem(f"{key} has dtype '{value.dtype}', expected numbers")
     if value.ndim != 2 or value.shape[1] != 2:
         raise _Problem(f"{key} has shape {value.shape}, expected (N, 2)")
-    # NaN fails the comparison too; the bound keeps the float32 cast from making new infinities.
-    bad_rows = np.flatnonzero(~np.all(np.abs(value) <= _FLOAT32_MAX, axis=1))
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range becomes inf, refused below
+        points = np.ascontiguousarray(value, dtype=np.float32)
+    bad_rows = np.flatnonzero(~np.isfinite(points).all(axis=1))  # in the dtype the engine trains in
     if bad_rows.size:
         raise _Problem(
             f"{key} has NaN, infinite or out-of-range values in {bad_rows.size} rows "
-            f"(first at row {bad_rows[0]})"
+            f"(first at row {bad_rows[0]}): every value must be a finite float32"
         )
-    return np.ascontiguousarray(value, dtype=np.float32)
+    return points
 
 
 def _integers(key: str, value: object) -> np.ndarray:

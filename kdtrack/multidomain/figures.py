@@ -6,19 +6,17 @@ from matplotlib.figure import Figure
 
 from .. import tracking
 from ..compare import figures
-from ..errors import InputError
-from .data import load_multidomain
+from .data import load_if_unchanged
 
 
 def decision_boundaries(rows: pd.DataFrame, notes: list[str]) -> Figure | None:
     """For one dataset's runs of MLPs on 2-D points whose file can be read here: the baseline, the domain
     teachers and every student of one seed (the lowest every method has) over the validation points; None
-    (with a note) when the file cannot be read."""
+    (with a note) when the file cannot be read here or no longer holds the data the runs saw."""
     dataset = rows["dataset"].iloc[0]
-    try:
-        data = load_multidomain(rows["data"].iloc[0])
-    except (InputError, TypeError) as error:
-        notes.append(f"{dataset}: no decision boundaries, its data file cannot be read here ({error})")
+    data = load_if_unchanged(rows["data"].iloc[0], rows["data_hash"].iloc[0])
+    if isinstance(data, str):
+        notes.append(f"{dataset}: no decision boundaries, {data}")
         return None
     common = set.intersection(*(set(group["seed"]) for _, group in rows.groupby("method")))
     if data.valid.x.shape[1] != 2 or not common:

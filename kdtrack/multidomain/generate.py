@@ -24,6 +24,9 @@ from kdtrack.errors import InputError
 N_DOMAINS = 3
 DISK_RADIUS = math.sqrt(2 * math.log(2))
 CENTRE_RADIUS_PER_SEPARATION = 4.0
+MAX_SEPARATION = float(np.finfo(np.float32).max) / (2 * CENTRE_RADIUS_PER_SEPARATION)
+"""Half the largest separation whose points float32 holds (the loader refuses the others): centres at half
+float32's largest value, whatever the offsets."""
 
 
 def domain_centres(separation: float) -> np.ndarray:
@@ -41,8 +44,8 @@ def make_multidomain(
     name: str = "generated",
 ) -> MultiDomainData:
     """Both splits sorted by domain with equal shares; train and valid come from separate streams."""
-    if not (math.isfinite(separation) and separation >= 0):
-        raise InputError(f"separation must be a finite number >= 0, got {separation}")
+    if not 0 <= separation <= MAX_SEPARATION:
+        raise InputError(f"separation must lie in [0, {MAX_SEPARATION:.4g}] (points are float32), got {separation}")
     if seed < 0:
         raise InputError(f"seed must be >= 0, got {seed}")
     for label, count in (("n-train", n_train), ("n-valid", n_valid)):

@@ -107,7 +107,7 @@ def _grid(config: StudyConfig, distiller: str, fixed: dict[str, float]) -> TuneG
     where = f"{config.path}: tune.{distiller}"
     try:
         values = {f"{name}s": tuple(map(float, given[name])) for name in given}
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{where}: the values must be lists of numbers") from None
     return build(where, TuneGrid, {"distiller": distiller, **values, **{f"{name}s": (value,) for name, value in fixed.items()}})
 

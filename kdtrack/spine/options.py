@@ -6,6 +6,8 @@ its checkpoints (`select_on` left None here is the cell's `default_select_on`)."
 from __future__ import annotations
 
 import math
+import re
+import reprlib
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -16,6 +18,11 @@ from ..errors import InputError
 MAX_SEED = 2**32
 DEFAULT_SEEDS = "0,10,1234,99,2021"
 """The seeds a command trains when neither it nor its study config names any: the report's."""
+MAX_EPOCHS = 10**7
+"""More epochs than any study trains (the assignment's are 30,000): a history of 10 million epochs per model
+already takes 240 MB."""
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
+"""A method's label: it names runs and rows, and goes into the store's search filters as it is."""
 SELECTIONS = ("holdout", "validation")
 
 
@@ -41,7 +48,7 @@ class TrainOptions:
             if isinstance(getattr(self, field.name), list):
                 object.__setattr__(self, field.name, tuple(getattr(self, field.name)))
         coerce_numbers(self)
-        require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        require(1 <= self.epochs <= MAX_EPOCHS, f"epochs must lie in [1, {MAX_EPOCHS:,}], got {self.epochs}")
         require(0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}")
         require(0 <= self.weight_decay < math.inf, f"weight-decay must be a finite number >= 0, got {self.weight_decay}")
         require(self.select_on is None or self.select_on in SELECT_ON,
@@ -80,20 +87,54 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def coerce_numbers(options) -> None:
-    """Make numeric fields their declared type, so that 4 from a YAML file and 4.0 from the command line
-    are one configuration (same params, same hash)."""
+    """Make every field its declared type, so that 4 from a YAML file and 4.0 from the command line are one
+    configuration (same params, same hash); a value of another type (a YAML file can hold anything) is an
+    InputError naming the option. A field that may be None (`str | None`) may be None."""
     for field in fields(options):
-        kind = {"float": float, "int": int}.get(field.type)
         value = getattr(options, field.name)
-        if kind is None or isinstance(value, bool):
+        kind = field.type.removesuffix(" | None")
+        if value is None and kind != field.type:
             continue
-        try:
-            converted = kind(value)
-        except (TypeError, ValueError, OverflowError):
-            raise InputError(f"{field.name.replace('_', '-')} must be a number, got {value!r}") from None
-        if kind is int and converted != value:
-            raise InputError(f"{field.name.replace('_', '-')} must be a whole number, got {value!r}")
-        object.__setattr__(options, field.name, converted)
+        if kind in ("float", "int"):
+            value = _number(field.name, value, int if kind == "int" else float)
+        elif kind == "tuple[int, ...]":
+            require(isinstance(value, (tuple, list)), f"{_option(field.name)} must be a list of whole numbers, got {shown(value)}")
+            value = tuple(_number(field.name, item, int) for item in value)
+        elif kind in ("bool", "str"):
+            require(isinstance(value, bool if kind == "bool" else str),
+                    f"{_option(field.name)} must be {'true or false' if kind == 'bool' else 'text'}, got {shown(value)}")
+        object.__setattr__(options, field.name, value)
+
+
+def _number(name: str, value, kind: type) -> int | float:
+    """`value` as a float, or as an int if it is a whole number (4.0 is 4); an InputError otherwise."""
+    whole = "a whole number" if kind is int else "a number"
+    require(not isinstance(value, (bool, str)), f"{_option(name)} must be {whole}, got {shown(value)}")
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{_option(name)} must be {whole}, got {shown(value)}") from None
+    require(kind is float or converted == value, f"{_option(name)} must be {whole}, got {shown(value)}")
+    return converted
+
+
+def _option(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def shown(value) -> str:
+    """A value as an error message quotes it: short, whatever it holds (a config file can hold anything)."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # an int of more digits than Python prints
+        return f"an integer of {value.bit_length()} bits"
+
+
+def check_label(label) -> None:
+    """A method's label: letters, digits, spaces and . _ -, starting with a letter or digit, at most 100."""
+    require(isinstance(label, str) and LABEL.fullmatch(label) is not None,
+            f"a method's label must be letters, digits, spaces, '.', '_' and '-' (at most 100, starting with a letter "
+            f"or digit), got {shown(label)}")
 
 
 def params_of(options) -> dict[str, str]:

@@ -141,7 +141,7 @@ def _run_task(code: tuple[str, int], context: tuple, credentials: dict[str, str]
     os.environ.update(credentials)
     tracking.adopt_context(context)
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    progress.LINES_ONLY = True  # several workers share the study's terminal
+    progress.lines_only()  # several workers share the study's terminal
     return run_claimed(pickle.loads(cell), task=f"ray task {ray.get_runtime_context().get_task_id()}")
 
 

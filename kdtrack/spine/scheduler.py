@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
+from typing import Callable, TypeVar
 
 import torch
 
@@ -22,6 +23,7 @@ from .cells import Cell
 from .claiming import run_claimed
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 LOGGING_MODULES = ("mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
 """What a worker needs before its first cell besides the cells' own modules: MLflow, and what
@@ -191,7 +193,7 @@ class LocalWorkers(Executor):
         self.room = workers
         self.results: queue.Queue = queue.Queue()
         here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
-        self.pool = _worker_context(cells).Pool(workers, _start_worker, here)
+        self.pool = _without_interrupts(lambda: _worker_context(cells).Pool(workers, _start_worker, here))
 
     def start(self, cell: Cell, needs: list) -> None:
         self.pool.apply_async(_run_cell, (cell,), callback=lambda run_id: self.results.put((cell.key, run_id, None)),
@@ -212,6 +214,25 @@ class LocalWorkers(Executor):
         self.pool.join()
 
 
+def _without_interrupts(start: Callable[[], T]) -> T:
+    """`start()` with Ctrl-C (SIGINT) ignored, so that the processes it starts (the fork server, and the
+    workers forked from it) ignore it from their first instruction: a terminal's Ctrl-C goes to every process
+    of the foreground group, and a worker interrupted while it starts up prints a traceback of its own. An
+    ignored signal stays ignored across fork and exec (a blocked one does not: the fork server is started
+    with an empty mask), and Python leaves it so. The study process answers Ctrl-C alone, ending its workers
+    with SIGTERM (pool.terminate), at which their cells' runs end FAILED. SIGINT is blocked meanwhile, so that
+    a Ctrl-C that comes while it is ignored reaches this process once its handler is back."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return start()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, str]) -> None:
     """Become a worker of the study process `study`: its directory and environment (the server's are those
     of when it started), one torch thread, its store and run."""
@@ -222,7 +243,7 @@ def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, s
     torch.set_num_threads(1)
     signal.signal(signal.SIGTERM, _interrupt)
     tracking.adopt_context(context)
-    progress.LINES_ONLY = True  # several processes share the terminal: a line each, never a redrawn bar
+    progress.lines_only()  # several processes share the terminal: a line each, never a redrawn bar
 
 
 def _die_with(study: int) -> None:

@@ -19,6 +19,7 @@ option the study can tune may be `tuned`: then a tune cell chooses it on the hol
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +29,20 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from .. import tracking
+from .. import files, tracking
 from ..compare.report import build_report, caption, print_notes
 from ..compare.tables import render, wide_table
 from ..engine import resolve_device
 from ..errors import InputError
 from .cells import Cell, Data
-from .options import DEFAULT_SEEDS, parse_seeds
+from .options import DEFAULT_SEEDS, MAX_EPOCHS, MAX_SEED, check_label, parse_seeds, shown
 from .scheduler import Executor, default_workers, run_cells
 
 SECTIONS = ("study", "dataset", "epochs", "seeds", "train", "teachers", "teacher_seed", "tune", "methods")
 METHOD_KEYS = ("task", "train", "teachers", "distill")
 TASKS = ("baseline", "distill")
 """A method trains alone (the reference the others are compared with) or learns from teachers."""
+MAX_CONFIG_BYTES = 2**20
 
 
 class Study(Protocol):
@@ -104,7 +106,7 @@ class StudyConfig:
         if seeds is None:
             return None
         if not isinstance(seeds, list) or not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in seeds):
-            raise InputError(f"{self.path}: seeds must be a list of whole numbers, got {seeds!r}")
+            raise InputError(f"{self.path}: seeds must be a list of whole numbers, got {shown(seeds)}")
         return build(self.path, parse_seeds, {"text": ",".join(map(str, seeds))})
 
     @property
@@ -120,7 +122,7 @@ class StudyConfig:
             where = f"{self.path}: methods.{label}"
             task = method.get("task", "distill")
             if task not in TASKS:
-                raise InputError(f"{where}.task must be baseline or distill, got {task!r}")
+                raise InputError(f"{where}.task must be baseline or distill, got {shown(task)}")
             train = self.for_dataset(where + ".train", {**base, **(method.get("train") or {})}, dataset)
             teachers_name = method.get("teachers")
             teachers = self.for_dataset(f"{where}.teachers", {**base, **self._teacher_settings(where, teachers_name)}, dataset)
@@ -149,29 +151,39 @@ class StudyConfig:
             for key, value in section.items():
                 stray = [name for name in value if name != "default" and name not in names] if isinstance(value, dict) else []
                 if stray:
-                    raise InputError(f"{self.path}: {where}.{key}: {stray[0]!r} names no dataset of this study "
+                    raise InputError(f"{self.path}: {where}.{key}: {shown(stray[0])} names no dataset of this study "
                                      f"({', '.join(names)}); a per-dataset mapping takes their names and default")
 
     def _teacher_settings(self, where: str, name: str | None) -> dict:
         if name is None:
             return {}
         teachers = self.section("teachers")
-        if name not in teachers:
-            raise InputError(f"{where}.teachers names {name!r}, which the config's teachers section lacks")
+        if not isinstance(name, str) or name not in teachers:
+            raise InputError(f"{where}.teachers names {shown(name)}, which the config's teachers section lacks")
         return teachers[name] or {}
 
 
 def read_config(path: str) -> StudyConfig:
-    """A study config's YAML with its overall shape checked; the study's own names are checked by
-    `check_config`."""
+    """A study config's YAML with its overall shape checked, and its method labels (which are names); the
+    study's own names are checked by `check_config`. A section left empty (`train:`) is an empty mapping."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except OSError as error:
-        raise InputError(f"{path}: cannot read the study config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        text = files.read_regular_file(path, MAX_CONFIG_BYTES).decode("utf-8")
+    except files.FileProblem as problem:
+        raise InputError(f"{path}: cannot read the study config: {problem}") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}), "
+                         "expected a YAML study config") from None
+    try:
+        raw = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # ValueError: an int of over 4,300 digits
+        raise InputError(f"{path}: not valid YAML ({_first_line(error)})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("methods"), dict) or not raw["methods"]:
         raise InputError(f"{path}: a study config needs a `methods` mapping")
+    for label in raw["methods"]:
+        try:
+            check_label(label)
+        except InputError as error:
+            raise InputError(f"{path}: methods: {error}") from None
     known_keys(path, "the config", raw, SECTIONS)
     for section in ("train", "teachers", "tune"):
         if not isinstance(raw.get(section) or {}, dict):
@@ -187,8 +199,11 @@ def check_config(config: StudyConfig, study: Study) -> None:
     known_keys(path, "tune", config.section("tune"), study.tune_keys)
     config.seeds  # noqa: B018 (checked even where the command names the seeds)
     epochs = config.tune_epochs
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-        raise InputError(f"{path}: tune.epochs must be a positive whole number, got {epochs!r}")
+    if epochs is not None and (type(epochs) is not int or not 1 <= epochs <= MAX_EPOCHS):
+        raise InputError(f"{path}: tune.epochs must be a whole number in [1, {MAX_EPOCHS:,}], got {shown(epochs)}")
+    seed = config.raw.get("teacher_seed")
+    if seed is not None and (type(seed) is not int or not 0 <= seed < MAX_SEED):
+        raise InputError(f"{path}: teacher_seed must be a whole number in [0, 2**32), got {shown(seed)}")
     for name, settings in config.section("teachers").items():
         known_keys(path, f"teachers.{name}", settings or {}, study.train_keys)
     for label, method in config.raw["methods"].items():
@@ -200,10 +215,15 @@ def check_config(config: StudyConfig, study: Study) -> None:
 
 def known_keys(path: str, where: str, section, known: tuple[str, ...]) -> None:
     if not isinstance(section, dict):
-        raise InputError(f"{path}: {where} must be a mapping, got {section!r}")
+        raise InputError(f"{path}: {where} must be a mapping, got {shown(section)}")
     unknown = [key for key in section if key not in known]
     if unknown:
-        raise InputError(f"{path}: {where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+        raise InputError(f"{path}: {where}: unknown key {shown(unknown[0])} (known: {', '.join(known)})")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
 
 
 def build(where: str, kind: Callable, values: dict):
@@ -226,6 +246,9 @@ def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: 
     names = [dataset.name for dataset in datasets]
     if len(set(names)) < len(names):
         raise InputError(f"datasets must have distinct names (they name the runs), got {', '.join(names)}")
+    for dataset, first in same_data(datasets):
+        print(f"study: {dataset.source} holds the same data as {first.source}, so its cells are those of {first.name} "
+              f"(a cell is its content, not its name): the table shows them once, as {first.name}", file=sys.stderr)
     config.check_datasets(names)
     cluster = _cluster(executor, address)
     device = cluster.device(device) if cluster else resolve_device(device)
@@ -237,11 +260,20 @@ def run_study(study: Study, config: StudyConfig, data: list[str] | None, seeds: 
     params = {"config": config.path, "study": study.name, "data": ",".join(dataset.source for dataset in datasets),
               "seeds": ",".join(map(str, seeds)), "epochs": str(epochs or ""), "device": device,
               "workers": str(workers), "executor": executor, "methods": ",".join(config.methods)}
+    hashes = {cell.hash for cell in graph(cells)}
     with tracking.parent_run(f"study {Path(config.path).stem}", tags, params) as study_id:
         tracking.log_text(Path(config.path).read_text(), "study_config.yaml")
+        tracking.log_text("\n".join(sorted(hashes)), tracking.STUDY_CELLS)  # compare follows them to other experiments
         run_cells(cells, resume=True, workers=workers or default_workers(), executor=cluster)
-        summarise(study, cells, names + config.methods)
+        summarise(study, hashes, names + config.methods)
     return study_id
+
+
+def same_data(datasets: list[Data]) -> list[tuple[Data, Data]]:
+    """(later, first) for each dataset that holds the same data as an earlier one under another name: its cells
+    are the earlier one's (a cell is its content), so its rows would vanish from the study's table unseen."""
+    first: dict[str, Data] = {}
+    return [(data, first[data.fingerprint]) for data in datasets if first.setdefault(data.fingerprint, data) is not data]
 
 
 def _cluster(executor: str, address: str | None) -> Executor | None:
@@ -256,10 +288,9 @@ def _cluster(executor: str, address: str | None) -> Executor | None:
     return None
 
 
-def summarise(study: Study, cells: list[Cell], order: list[str]) -> None:
-    """Log the study's tables and figures in its run; print its table, a row per dataset and a column per
-    method (in `order`), and where the figures are."""
-    hashes = {cell.hash for cell in graph(cells)}
+def summarise(study: Study, hashes: set[str], order: list[str]) -> None:
+    """Log the tables and figures of the cells `hashes` (a study's, and all they depend on) in the study's run;
+    print its table, a row per dataset and a column per method (in `order`), and where the figures are."""
     runs = tracking.finished_seed_runs(None)
     tunes = tracking.finished_tune_runs(None)
     report = build_report(runs[runs["cell_hash"].isin(hashes)], order=order,

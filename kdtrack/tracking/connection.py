@@ -10,9 +10,11 @@
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import itertools
+import logging
 import os
 import socket
 import sys
@@ -28,7 +30,7 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ..errors import StoreError
+from ..errors import InputError, StoreError
 
 TAG = "kdtrack."
 T = TypeVar("T")
@@ -124,21 +126,24 @@ def retried(write: Callable[[], T], what: str) -> T:
 def end_dead_runs() -> int:
     """End as KILLED the runs of every experiment that processes of this host left RUNNING
     and that no longer run; how many. Runs of live processes, of other hosts, or without the tags (older
-    than them) are left alone."""
-    dead = [run for run in _running(f"tags.`{TAG}host` = '{this_host()}'")
+    than them) are left alone. Best effort: a run the store does not let this user end (another user's, on a
+    server with permissions) is left to its owner, said once on stderr."""
+    dead = [run for run in _running(f"tags.`{TAG}host` = {quoted(this_host())}")
             if not alive(run.data.tags.get(TAG + "pid", ""))]
-    _end_killed(dead)
-    if dead:
-        print(f"kdtrack: ended {len(dead)} run(s) as KILLED that processes of this host, now gone, had left RUNNING",
+    ended = _end_killed(dead)
+    if ended:
+        print(f"kdtrack: ended {ended} run(s) as KILLED that processes of this host, now gone, had left RUNNING",
               file=sys.stderr, flush=True)
-    return len(dead)
+    if ended < len(dead):
+        print(f"kdtrack: left {len(dead) - ended} run(s) RUNNING that processes of this host, now gone, had left so: "
+              f"the store does not let user {os.environ.get('MLFLOW_TRACKING_USERNAME')!r} end them (HTTP 403); their "
+              "owner's next command ends them", file=sys.stderr, flush=True)
+    return ended
 
 
 def end_runs_of(host: str, pid: str) -> int:
     """End as KILLED the runs that process `pid` of `host` (gone: a lost worker or node) left RUNNING; how many."""
-    dead = _running(f"tags.`{TAG}host` = '{host}' and tags.`{TAG}pid` = '{pid}'")
-    _end_killed(dead)
-    return len(dead)
+    return _end_killed(_running(f"tags.`{TAG}host` = {quoted(host)} and tags.`{TAG}pid` = {quoted(pid)}"))
 
 
 def _running(condition: str) -> list:
@@ -147,9 +152,32 @@ def _running(condition: str) -> list:
     return store.search_runs(experiments, f"attributes.status = 'RUNNING' and {condition}", max_results=50000)
 
 
-def _end_killed(runs: list) -> None:
+def _end_killed(runs: list) -> int:
+    """End `runs` as KILLED, but those the store does not let this user end; how many it ended."""
+    ended = 0
     for run in runs:
-        client().set_terminated(run.info.run_id, "KILLED")
+        try:
+            client().set_terminated(run.info.run_id, "KILLED")
+            ended += 1
+        except MlflowException as error:
+            if not _forbidden(error):
+                raise
+    return ended
+
+
+def _forbidden(error: MlflowException) -> bool:
+    """Whether the store refused this user the permission (a server with MLflow's basic-auth)."""
+    return error.error_code == "PERMISSION_DENIED" or "error code 403" in str(error)
+
+
+def quoted(value: str) -> str:
+    """`value` as a string of MLflow's search filters, which have no escapes: in single quotes, or in double
+    quotes where it holds a single one. A value holding both, or a backslash (which the filter's SQL tokenizer
+    reads as an escape), cannot be searched for: an InputError (method labels are checked to be names)."""
+    if "\\" in value or ("'" in value and '"' in value):
+        raise InputError(f"{value[:80]!r} cannot be searched for in the tracking store (it holds a backslash or "
+                         "both kinds of quote)")
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def gone(host: str, pid: str) -> bool:
@@ -178,15 +206,47 @@ def alive(pid: str) -> bool:
 
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn MLflow's errors that say the store cannot be used into one StoreError line; any other error
-    propagates as it is."""
+    """Turn the errors that say the store cannot be used into one line: a store of a kind MLflow does not
+    know (an InputError), or one unreachable, refusing kdtrack's credentials, or on a full disk, or a full
+    disk for the artifacts (a StoreError); any other error propagates as it is."""
     try:
         yield
     except (MlflowException, requests.RequestException) as error:
+        if "unsupported URI" in str(error) or "Could not find a registered" in str(error):
+            raise InputError(f"tracking store {mlflow.get_tracking_uri()}: MLflow knows no store of this kind; "
+                             "MLFLOW_TRACKING_URI takes sqlite:///FILE, a folder, http(s)://SERVER or a database URI") from None
         problem = _store_problem(error)
         if problem is None:
             raise
         raise StoreError(f"tracking store {mlflow.get_tracking_uri()}: {problem}") from None
+    except Exception as error:  # a full disk: the OS's error for files, SQLAlchemy's as SQLite creates its tables
+        if not _disk_full(error):
+            raise
+        if not isinstance(error, OSError):
+            raise StoreError(f"tracking store {mlflow.get_tracking_uri()}: {_store_problem(error)}") from None
+        written = error.filename2 or error.filename  # shutil names the file it copies first, then where to
+        where = f"the disk holding {written}" if written else "a disk kdtrack writes to"
+        raise StoreError(f"{where} is full ({error.strerror or 'no space left on device'}): no run that lacks its "
+                         "files is FINISHED; free space and run the same command again (a study resumes)") from None
+
+
+DISK_FULL = ("database or disk is full", "No space left on device")
+"""What SQLite and the OS say of a full disk."""
+
+
+def _disk_full(error: BaseException) -> bool:
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(phrase in str(error) for phrase in DISK_FULL)
+
+
+class _SaidInOneLine(logging.Filter):
+    """MLflow logs a failed SQL statement with its traceback (a hundred lines) before it raises the error;
+    a full disk, which store_errors states in one line, is not logged beside it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _disk_full(record.exc_info[1]))
+
+
+logging.getLogger("mlflow.store.db.utils").addFilter(_SaidInOneLine())
 
 
 UNREACHABLE = ("Connection refused", "Connection aborted", "RemoteDisconnected", "Read timed out",
@@ -204,6 +264,9 @@ def _store_problem(error: BaseException) -> str | None:
         return "it asks who you are (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     if "error code 403" in text:
         return f"user {user!r} may not do this there (HTTP 403): ask the server's admin for the permission"
+    if _disk_full(error):
+        return ("its disk is full (database or disk is full): no run that lacks its data is FINISHED; free space "
+                "and run the same command again (a study resumes)")
     cause = next((phrase for phrase in UNREACHABLE if phrase in text), None)
     if isinstance(error, requests.ConnectionError) or cause:
         return (f"unreachable ({cause or type(error).__name__}, after MLflow's retries); run the same command "

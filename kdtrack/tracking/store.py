@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..metrics import ACCURACY_METRICS
 from ..models import from_params
 from . import claims, connection
-from .connection import TAG, process_tags
+from .connection import TAG, process_tags, quoted
 
 # kdtrack reads back many small artifacts (histories, checkpoints); a progress bar for each floods stderr
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -42,6 +42,8 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 STATE_DICT_PATH = "checkpoint/state_dict.pt"
 HISTORY_PATH = "history.parquet"
 TRIALS_PATH = "trials.parquet"
+STUDY_CELLS = "study_cells.txt"
+"""A study run's artifact: the configuration hash of every cell it used, one a line, wherever they ran."""
 _PER_CALL = {"entities": 1000, "params": 100}  # MLflow's log_batch limits
 METRIC_POINTS = 50
 """Points per metric that a run logs by default: enough for the UI's charts, and cheap to write (each
@@ -343,7 +345,7 @@ def get_run(run_id: str) -> Run:
 def child_runs(parent_id: str) -> list[Run]:
     parent = get_run(parent_id)
     return connection.client().search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=5000
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = {quoted(parent_id)}", max_results=5000
     )
 
 
@@ -351,10 +353,10 @@ def find_finished(config_hash: str, method: str | None = None) -> Run | None:
     """The newest FINISHED run of any experiment with this configuration hash (and `method` tag), if any."""
     client = connection.client()
     experiment_ids = _all_experiment_ids(client)
-    method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
+    method_filter = f" and tags.`{TAG}method` = {quoted(method)}" if method else ""
     runs = client.search_runs(
         experiment_ids,
-        filter_string=f"tags.`{TAG}config_hash` = '{config_hash}' and attributes.status = 'FINISHED'{method_filter}",
+        filter_string=f"tags.`{TAG}config_hash` = {quoted(config_hash)} and attributes.status = 'FINISHED'{method_filter}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -365,10 +367,10 @@ def finished_models(cell_hash: str, method: str | None = None) -> dict[str, str]
     """The FINISHED model runs of a cell's configuration in any experiment (and of `method`): the newest
     run id of each model's configuration hash."""
     client = connection.client()
-    method_filter = f" and tags.`{TAG}method` = '{method}'" if method else ""
+    method_filter = f" and tags.`{TAG}method` = {quoted(method)}" if method else ""
     runs = client.search_runs(
         _all_experiment_ids(client),
-        filter_string=f"tags.`{TAG}cell_hash` = '{cell_hash}' and attributes.status = 'FINISHED'{method_filter}",
+        filter_string=f"tags.`{TAG}cell_hash` = {quoted(cell_hash)} and attributes.status = 'FINISHED'{method_filter}",
         order_by=["attributes.start_time DESC"],
         max_results=50000,
     )
@@ -388,8 +390,9 @@ def finished_seed_runs(experiment: str | None) -> pd.DataFrame:
         for run in _finished(experiment)
         if TAG + "seed" in run.data.tags
     ]
-    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash",
-               "teacher_run_ids", "run_id", "start_time", "artifact_uri", "data", "arch", *SUMMARY_METRICS]
+    columns = ["task", "dataset", "method", "selection", "domain", "seed", "cell_hash", "config_hash", "data_hash",
+               "teacher_run_ids", "run_id", "experiment_id", "start_time", "artifact_uri", "data", "arch",
+               *SUMMARY_METRICS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -400,8 +403,42 @@ def finished_tune_runs(experiment: str | None) -> pd.DataFrame:
              "chosen": {key.removeprefix("best_"): value for key, value in run.data.metrics.items()
                         if key.startswith("best_") and key != "best_selection_acc"}}
             for run in _finished(experiment, f" and tags.`{TAG}task` = 'tune'")]
-    columns = ["dataset", "method", "cell_hash", "run_id", "start_time", "artifact_uri", "tuned_options", "chosen"]
+    columns = ["dataset", "method", "cell_hash", "run_id", "experiment_id", "start_time", "artifact_uri",
+               "tuned_options", "chosen"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def compared_runs(experiment: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """What compare summarises: the FINISHED per-seed and tune runs of `experiment` (None: of all experiments),
+    and those in other experiments of the cells its studies used (a study trains only what no experiment has
+    finished: a study into a new experiment may train nothing there). With a sentence saying where those are,
+    when there are any."""
+    found = [finished_seed_runs(experiment), finished_tune_runs(experiment)]
+    hashes = _studied_cells(experiment) if experiment else set()
+    if not hashes:
+        return *found, None
+    elsewhere = [everywhere[everywhere["cell_hash"].isin(hashes) & ~everywhere["run_id"].isin(here["run_id"])]
+                 for here, everywhere in zip(found, (finished_seed_runs(None), finished_tune_runs(None)))]
+    if all(runs.empty for runs in elsewhere):
+        return *found, None
+    client = connection.client()
+    names = sorted({client.get_experiment(experiment_id).name
+                    for runs in elsewhere for experiment_id in runs["experiment_id"].unique()})
+    note = (f"{sum(map(len, elsewhere))} run(s) of the cells that the studies of experiment {experiment!r} used "
+            f"finished in other experiments ({', '.join(map(repr, names))}), where those studies found them: included")
+    seeds, tunes = (pd.concat([here, more], ignore_index=True) for here, more in zip(found, elsewhere))
+    return seeds, tunes, note
+
+
+def _studied_cells(experiment: str) -> set[str]:
+    """The cells that the FINISHED studies of `experiment` used (none for a study older than STUDY_CELLS)."""
+    hashes: set[str] = set()
+    for run in _finished(experiment, f" and tags.`{TAG}task` = 'study'"):
+        try:
+            hashes.update(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{STUDY_CELLS}").split())
+        except (mlflow.exceptions.MlflowException, OSError):
+            continue
+    return hashes
 
 
 def _finished(experiment: str | None, condition: str = "") -> list[Run]:
@@ -418,9 +455,10 @@ def _finished(experiment: str | None, condition: str = "") -> list[Run]:
 
 
 def _row(run: Run) -> dict:
-    """A run's kdtrack tags (without the prefix), id, start time and artifact location."""
+    """A run's kdtrack tags (without the prefix), id, experiment, start time and artifact location."""
     return {**{key[len(TAG):]: value for key, value in run.data.tags.items() if key.startswith(TAG)},
-            "run_id": run.info.run_id, "start_time": run.info.start_time, "artifact_uri": run.info.artifact_uri}
+            "run_id": run.info.run_id, "experiment_id": run.info.experiment_id, "start_time": run.info.start_time,
+            "artifact_uri": run.info.artifact_uri}
 
 
 def log_table(table: pd.DataFrame, path: str) -> None:

@@ -29,7 +29,7 @@ class StudentCell(TunedCell, MLPCell):
 
     def __post_init__(self):
         super().__post_init__()
-        check_taught(self.data, self.seeds, self.train, self.teachers)
+        check_taught(self.data, self.seeds, self.train, self.teachers, self.distill.distiller)
 
     def identity(self) -> dict:
         return {**super().identity(), "distill": self.distill.params(), "teachers": self.teachers.hash}

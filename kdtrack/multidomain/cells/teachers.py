@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ... import tracking
-from ...distillers import Distiller, make_distiller
+from ...distillers import METHODS, Distiller, make_distiller
 from ...engine import Batch
 from ...errors import InputError
 from ...spine.teachers import Teachers, TeachingCell, check_holdout
@@ -51,12 +51,17 @@ class TeachersCell(MLPCell, TeachingCell):
                      teacher_stack_batch(splits.valid, domains, n_seeds), selection)
 
 
-def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: MLPTrainOptions, teachers: Teachers) -> None:
-    """A cell that learns from `teachers` needs a teacher for every validation domain and seed, and teachers
-    that never trained on its holdout."""
+def check_taught(data: MultiDomainData, seeds: tuple[int, ...], student: MLPTrainOptions, teachers: Teachers,
+                 distiller: str) -> None:
+    """A cell that learns from `teachers` by `distiller` needs a teacher for every validation domain and seed,
+    the domains its distiller weighs, and teachers that never trained on its holdout."""
     unseen = sorted(set(data.valid.d.tolist()) - set(data.domains))
     if unseen:
         raise InputError(f"{data.source}: validation domain(s) {unseen} have no training data, so no teacher")
+    needed = METHODS[distiller].min_domains
+    if len(data.domains) < needed:
+        raise InputError(f"{data.source}: method {distiller} weighs the teachers of at least {needed} domains, and the "
+                         f"data has {len(data.domains)} ({', '.join(map(str, data.domains))})")
     if isinstance(teachers, TeachersCell):
         teachers.splits  # noqa: B018 (the teachers' holdout too is checked before any run opens)
     else:

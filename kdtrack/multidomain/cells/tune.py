@@ -91,7 +91,7 @@ class GridTuneCell(TuneCell, MLPCell):
 
     def __post_init__(self):
         super().__post_init__()
-        check_taught(self.data, self.seeds, self.train, self.teachers)
+        check_taught(self.data, self.seeds, self.train, self.teachers, self.grid.distiller)
 
     @property
     def tuned_options(self) -> tuple[str, ...]:

@@ -368,11 +368,12 @@ def _mlp_job(args: argparse.Namespace):
 
 
 def _image_job(args: argparse.Namespace):
-    from .images.options import recipe
+    from .images.options import check_rates, recipe
 
     lrs = args.lr or ()
-    given = _given(args, SHARED_TRAINING + IMAGE_TRAINING)
-    return _job(args, recipe(args.dataset, **given, lr=lrs[0] if lrs else None)), lrs
+    train = recipe(args.dataset, **_given(args, SHARED_TRAINING + IMAGE_TRAINING), lr=lrs[0] if lrs else None)
+    check_rates(train, lrs)
+    return _job(args, train), lrs
 
 
 # ---- what each command calls -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..spine.teachers import Teachers, TeachersRun, TeachingCell, check_holdout
 from ..spine.tuning import Trial, TunedCell, TuneCell
 from . import augment
 from .data import ImageData, ImageSplit, holdout
-from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions, scaled_milestones
+from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions, check_rates, scaled_milestones
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +225,7 @@ def tune_rate(cell: NetworkCell, rates: tuple[float, ...], seeds: tuple[int, ...
               epochs: int | None = None) -> NetworkCell:
     """`cell` at the learning rate a tune cell chooses among `rates` on the holdout, trying each at `seeds`
     (default: the cell's) for `epochs` (default: the cell's; the milestones scale with them)."""
+    check_rates(cell.train, rates)
     target = cell.at_rate(rates[0], seeds or cell.seeds)
     if epochs is not None:
         shorter = dataclasses.replace(target.train, epochs=epochs, milestones=scaled_milestones(epochs))

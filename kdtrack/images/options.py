@@ -91,6 +91,12 @@ def recipe(dataset: str, **given) -> ImageTrainOptions:
     return ImageTrainOptions(**{**RECIPES[dataset], **given})
 
 
+def check_rates(train: ImageTrainOptions, rates: tuple[float, ...]) -> None:
+    """Every rate of a sweep is a valid `lr` of `train`: refused before anything trains, not at its turn."""
+    for rate in rates:
+        dataclasses.replace(train, lr=rate)
+
+
 def scaled_milestones(epochs) -> tuple[int, ...]:
     """The recipe's fractions of `epochs` (a bad count is left for the options to refuse)."""
     try:

@@ -50,6 +50,10 @@ class Progress:
             return
         self.bar.update(done - self.bar.n)
 
+    def close(self) -> None:
+        """End the bar where training stopped (an error), before the error is told, not when it is collected."""
+        self.bar.close()
+
 
 class Remaining:
     """How long a graph of cells has left to train: the time since it started, times the work left over
@@ -66,10 +70,6 @@ class Remaining:
         left = elapsed * (self.total - self.done) / self.done if self.done else 0.0
         return (f"{100 * self.done / self.total:.0f}% of the work (epochs x models) done in "
                 f"{tqdm.format_interval(elapsed)}, about {tqdm.format_interval(left)} left")
-
-    def close(self) -> None:
-        """End the bar where training stopped (an error), before the error is told, not when it is collected."""
-        self.bar.close()
 
 
 class _Lines:

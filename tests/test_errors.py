@@ -334,9 +334,9 @@ def other_data(folder: Path) -> str:
 BAD_TEACHERS = {
     # case: (the --teachers run id, --seeds, --data other than the teachers', phrases of the error)
     "no such run": (lambda runs: "0123456789abcdef0123456789abcdef", "0", False, ["not found in the tracking store"]),
-    "a baseline run": (lambda runs: runs["baseline"], "0", False, ["is not a teachers run"]),
+    "a baseline run": (lambda runs: runs["baseline"], "0", False, ["names no teacher", "kdtrack.task 'baseline'"]),
     "a seed missing": (lambda runs: runs["teachers"], "0,10", False,
-                       ["has no finished teacher for", "seed 10 domain 0", "seed 10 domain 2"]),
+                       ["has no finished teacher of", "seed 10 domain 0", "seed 10 domain 2"]),
     "other data": (lambda runs: runs["teachers"], "0", True, ["trained on other data"]),
 }
 

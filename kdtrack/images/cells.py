@@ -169,7 +169,7 @@ def resolve_teacher(reference: str, data: ImageData, seed: int | None = None) ->
     """The teachers a `--teacher` names, looked up once: a train-teacher command's parent run (its id or
     `runs:/ID`; each student seed learns from the teacher of its own seed, or all from `seed`'s), or one
     teacher's run or registered model. Anything else is one line."""
-    return TeachersRun(tracking.run_of_model(reference), data, seed, reference)
+    return TeachersRun(tracking.run_of_model(reference), data, seed, reference, seed_option="--teacher-seed")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,5 +45,5 @@ def _teachers(inputs: dict, run_id: str | None) -> Teachers:
     """The teachers given by run id, or those of the student's options, selected as teachers select (their
     role's default) whatever selects the student."""
     if run_id:
-        return TeachersRun(run_id, inputs["data"])
+        return TeachersRun(run_id, inputs["data"], domains=tuple(inputs["data"].domains))
     return TeachersCell(**{**inputs, "train": dataclasses.replace(inputs["train"], select_on=None)})

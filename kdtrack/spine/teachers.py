@@ -61,6 +61,10 @@ class TeachersRun:
     data: Data
     seed: int | None = None
     reference: str = ""
+    domains: tuple[int, ...] = ()
+    """The domains every seed must have a teacher of (the multi-domain study's); none: any teacher of the seed."""
+    seed_option: str = ""
+    """The option that names another seed's teachers, if the command has one (for the error's hint)."""
 
     def __post_init__(self):
         run, named = self._run, self.reference or f"run {self.run_id}"
@@ -108,14 +112,18 @@ class TeachersRun:
                 run.info.run_id for run in teachers if run.info.status == "FINISHED"}
 
     def runs(self, seeds: tuple[int, ...]) -> dict[TeacherKey, str]:
-        runs = {}
+        runs, missing = {}, []
         for seed in seeds:
             wanted = self.seed if self.seed is not None else seed
             keys = list(self._finished) if self.single else [key for key in self._finished if key[0] == wanted]
-            if not keys:
-                raise InputError(f"run {self.run_id}: has no finished teacher of seed {wanted}"
-                                 + ("" if self.seed is not None else " (name a seed it has with the teacher's seed option)"))
+            if self.domains:
+                missing += [f"seed {wanted} domain {domain}" for domain in self.domains if (wanted, domain) not in keys]
+            elif not keys:
+                missing.append(f"seed {wanted}")
             runs.update({(seed, *key[1:]): self._finished[key] for key in keys})
+        if missing:
+            hint = f" (name a seed it has with {self.seed_option})" if self.seed_option and self.seed is None else ""
+            raise InputError(f"run {self.run_id}: has no finished teacher of {', '.join(dict.fromkeys(missing))}{hint}")
         return runs
 
 

@@ -73,8 +73,9 @@ def build_report(runs: pd.DataFrame, teachers: bool = False, paired: str | None 
     if not teacher_rows.empty:
         curves = _histories(teacher_rows, "domain", lambda domain: f"domain {domain}" if domain.isdigit() else domain)
         report.figures["teacher_curves"] = figures.curves(curves, "Teachers: mean ± std over seeds")
-    if tunes is not None and not tunes.empty:
-        report.figures["sweep"] = figures.sweeps(_sweeps(tunes, order or []))
+    sweeps = _sweeps(tunes, order or []) if tunes is not None and not tunes.empty else {}
+    if sweeps:
+        report.figures["sweep"] = figures.sweeps(sweeps)
     return report
 
 
@@ -106,8 +107,9 @@ def _sweeps(tunes: pd.DataFrame, order: list[str]) -> dict[str, tuple[pd.DataFra
     tunes = tunes.drop_duplicates(["dataset", "tuned"])
     place = {name: index for index, name in enumerate(order)}
     tunes = tunes.assign(place=tunes["tuned"].map(place).fillna(len(order))).sort_values(["place", "start_time"])
-    return {f"{row.tuned} · {row.dataset}": (tracking.load_trials(row.artifact_uri), row.chosen)
-            for row in tunes.itertuples()}
+    trials = {f"{row.tuned} · {row.dataset}": (tracking.load_trials(row.artifact_uri), row.chosen)
+              for row in tunes.itertuples()}
+    return {name: sweep for name, sweep in trials.items() if sweep[0] is not None}
 
 
 def _histories(rows: pd.DataFrame, group: str, name) -> dict[str, dict[str, list[pd.DataFrame]]]:

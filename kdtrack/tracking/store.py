@@ -468,9 +468,15 @@ def log_table(table: pd.DataFrame, path: str) -> None:
         mlflow.log_artifact(str(Path(folder) / path))
 
 
-def load_trials(artifact_uri: str) -> pd.DataFrame:
-    """A tune run's trials table (kdtrack.spine.tuning.trials_table), from its artifact location."""
-    return pd.read_parquet(_download(artifact_uri, TRIALS_PATH))
+def load_trials(artifact_uri: str) -> pd.DataFrame | None:
+    """A tune run's trials table (kdtrack.spine.tuning.trials_table), from its artifact location; None for a
+    tune run logged before tune runs held one."""
+    try:
+        return pd.read_parquet(_download(artifact_uri, TRIALS_PATH))
+    except mlflow.exceptions.MlflowException as error:
+        if "No such artifact" in str(error) or error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
 
 
 def study_order(experiment: str | None) -> list[str]:

@@ -12,11 +12,15 @@ import argparse
 import io
 import pickle
 import pickletools
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from kdtrack import pickle_scan, safe_pickle
-from kdtrack.images.data import write_cifar100_folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from cifar_folder import write_cifar100_folder  # noqa: E402 (the tests' generator of CIFAR-100's format)
+from kdtrack import pickle_scan, safe_pickle  # noqa: E402
 
 
 class _PurePython(pickle._Unpickler):

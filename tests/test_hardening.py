@@ -28,7 +28,7 @@ from kdtrack.cli import main
 from kdtrack.distillers import make_distiller
 from kdtrack.engine.trainer import run_epochs
 from kdtrack.errors import InputError, TrainingDiverged
-from kdtrack.images.data import write_cifar100_folder
+from cifar_folder import write_cifar100_folder
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 from kdtrack.multidomain.data import load_if_unchanged
 from kdtrack.multidomain.generate import MAX_SEPARATION, _draw, domain_centres

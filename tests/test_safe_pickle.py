@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from kdtrack import files, pickle_scan, safe_pickle
 from kdtrack.errors import InputError
-from kdtrack.images.data import load_cifar100, write_cifar100_folder
+from cifar_folder import write_cifar100_folder
+from kdtrack.images.data import load_cifar100
 from kdtrack.multidomain import load_multidomain, make_multidomain, save_multidomain
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,

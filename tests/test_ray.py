@@ -90,7 +90,7 @@ def test_a_two_node_cluster_gives_the_table_of_one_worker(cluster, sqlite_server
 def test_a_study_on_ray_and_one_on_local_workers_at_once_train_each_cell_once(cluster, sqlite_server, tmp_path):
     config, data = write_config(tmp_path), dataset(tmp_path, 12)
     studies = [on_ray(cluster, sqlite_server, config, data, tmp_path, "at-once"),
-               start_study(config, data, {"MLFLOW_TRACKING_URI": server}, tmp_path, "--workers", "1",
+               start_study(config, data, {"MLFLOW_TRACKING_URI": sqlite_server}, tmp_path, "--workers", "1",
                            "--device", "cpu", "--experiment-name", "at-once")]
     results = [finish(study) for study in studies]
     for name, (_, err) in zip(("ray", "local"), results):

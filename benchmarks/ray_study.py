@@ -59,7 +59,7 @@ def main() -> None:
     try:
         ray_results = results(server.uri)
         cells = len([run for run in all_runs(server.uri) if "kdtrack.seed" not in run.data.tags
-                     and run.data.tags.get("kdtrack.task") not in ("study", None)])
+                     and run.data.tags.get("kdtrack.task") not in ("study", "tune-trial", None)])
         ray_failed = [run for run in all_runs(server.uri) if run.info.status != "FINISHED"]
     finally:
         server.stop()

@@ -5,6 +5,8 @@ its choices and defaults need: `kdtrack --help` imports neither torch nor MLflow
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -15,16 +17,31 @@ from typing import NoReturn
 from .errors import ClusterError, InputError, StoreError, TrainingDiverged, one_line
 
 DEFAULT_CONFIG = "configs/default.yaml"
+IMAGE_CELLS = "kdtrack.images.cells"
+
+
+def run() -> NoReturn:
+    """The `kdtrack` command: main, then the exit handlers (MLflow's, multiprocessing's, kdtrack's), and the
+    process ends without unloading its modules: with torch, MLflow and pandas loaded that takes ~3 s and serves
+    no one (every run has ended and every file is closed by then)."""
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(next((word for word in argv if word in COMMANDS), "")).parse_args(argv)
+    name = next((word for word in argv if word in COMMANDS), "")
+    args = build_parser(name).parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    from .lifetime import end_with_mlflow_run
-    from .tracking import store_errors
-
     try:
+        if name and COMMANDS[name].seed_cells:
+            _start_seed_workers(args, COMMANDS[name].seed_cells)
+        from .lifetime import end_with_mlflow_run
+        from .tracking import store_errors
+
         end_with_mlflow_run()
         with store_errors():
             args.run(args)
@@ -38,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         print("kdtrack: interrupted; any run it had open is marked FAILED", file=sys.stderr)
         return 130
     return 0
+
+
+def _start_seed_workers(args: argparse.Namespace, cells_module: str) -> None:
+    """The processes that train the seeds start importing now, beside this process's imports."""
+    from .engine import resolve_device
+    from .spine.options import parse_seeds
+    from .spine.workers import start_seed_workers
+
+    start_seed_workers(len(parse_seeds(args.seeds)), resolve_device(args.device), cells_module)
 
 
 def _interrupt(signum, frame) -> None:
@@ -58,6 +84,8 @@ class Command:
     description: str
     options: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
+    seed_cells: str = ""
+    """The module of the cells whose seeds may train in worker processes (kdtrack.spine.workers)."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -544,16 +572,17 @@ COMMANDS = {
                              "Train a CIFAR network per seed on the labels (method ce), to teach image-kd and simkd "
                              "students: a parent run with a child run per seed. Runs unchanged under torchrun "
                              "(DistributedDataParallel; only the first process writes to MLflow).",
-                             lambda parser: _add_image_options(parser, default_arch="resnet32x4"), _train_teacher),
+                             lambda parser: _add_image_options(parser, default_arch="resnet32x4"), _train_teacher,
+                             IMAGE_CELLS),
     "image-kd": Command("image path: Hinton KD from a logged teacher",
                         "Train a student network per seed with Hinton KD, ce-weight CE + kd-weight T^2 KL (1 and 1 at "
                         "T = 4 by default, as the SimKD repository's KD baseline), from the teachers --teacher names.",
-                        _image_kd_options, _image_kd),
+                        _image_kd_options, _image_kd, IMAGE_CELLS),
     "simkd": Command("image path: SimKD, the reused teacher classifier",
                      "Train a student network per seed with SimKD (Chen et al., CVPR 2022): a projector maps the "
                      "student's penultimate map into the teacher's and the teacher's frozen classifier predicts. The "
                      "logged model is student backbone + projector + teacher classifier. Its runs are named for the "
-                     "variant (simkd, simkd-kl, simkd-multi, ...).", _simkd_options, _simkd),
+                     "variant (simkd, simkd-kl, simkd-multi, ...).", _simkd_options, _simkd, IMAGE_CELLS),
 }
 
 

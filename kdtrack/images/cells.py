@@ -8,7 +8,11 @@ process talks to MLflow, so one command leaves one run per seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import functools
+import multiprocessing
+import multiprocessing.pool
+import pickle
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -24,9 +28,10 @@ from ..engine.minibatch import Loader, Samples, train_network
 from ..errors import InputError
 from ..models import ImageNetwork, NetworkConfig, build_network
 from ..progress import Progress
-from ..spine.cells import ModelRecord, Stopwatch
+from ..spine.cells import ModelRecord, Stopwatch, in_background
 from ..spine.teachers import Teachers, TeachersRun, TeachingCell, check_holdout
 from ..spine.tuning import Trial, TunedCell, TuneCell
+from ..spine.workers import fork_server, interruptible, seed_workers, worker_pool
 from . import augment
 from .data import ImageData, ImageSplit, holdout
 from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions, check_rates, scaled_milestones
@@ -68,11 +73,35 @@ class NetworkCell(TunedCell):
         return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=lr), seeds=seeds, tuned=(), tuned_by=None)
 
     def train_models(self, engine: Stopwatch) -> Iterator[ModelRecord]:
-        for seed in self.seeds:
-            with engine.timing():
-                result, model = self.train_seed(seed)
+        """Each seed's network as its run's record, in seed order. On a CPU with several cores the seeds train
+        at once, in worker processes that start now (while the parent run opens), the cores' torch threads
+        shared among them, and each seed is logged as soon as it and those before it have trained; elsewhere
+        (a GPU, torchrun, inside a study's worker, one core or one seed) one after another in this process."""
+        workers = seed_workers(len(self.seeds), self.device)
+        if workers == 1:
+            return self._records(self._in_turn, torch.get_num_threads(), engine)
+        server = fork_server([type(self).__module__])
+        threads = max(1, torch.get_num_threads() // workers)
+        return self._records(in_background(lambda: self._in_workers(server, workers, threads)).result, threads, engine)
+
+    def _records(self, trained: Callable[[], Iterator[SeedTrained]], threads: int,
+                 engine: Stopwatch) -> Iterator[ModelRecord]:
+        """Each seed's record; its run's tag torch_threads says how many threads trained it: on a CPU the count
+        changes the last bits (oneDNN splits its sums among them)."""
+        tags = {"torch_threads": str(threads)} if self.device == "cpu" else {}
+        for (result, model, stopwatch), seed in zip(trained(), self.seeds):  # to its end: the workers then leave
+            engine.add(stopwatch)
             yield self.record({"seed": seed}, result, 0, model, self._test, self._inputs,
-                              tags=self.seed_tags(seed), params={"world_size": str(world_size())})
+                              tags={**tags, **self.seed_tags(seed)}, params={"world_size": str(world_size())})
+
+    def _in_turn(self) -> Iterator[SeedTrained]:
+        return (train_seed_timed(self, seed) for seed in self.seeds)
+
+    def _in_workers(self, server: multiprocessing.context.BaseContext, workers: int,
+                    threads: int) -> Iterator[SeedTrained]:
+        """The seeds given to `workers` processes of `server`, with `threads` torch threads each."""
+        pool = worker_pool(server, workers, threads)
+        return _collected(pool, pool.imap(functools.partial(_train_in_worker, self), self.seeds))
 
     def seed_tags(self, seed: int) -> dict[str, str]:
         return {}
@@ -219,6 +248,35 @@ class RateTuneCell(TuneCell, NetworkCell):
 
 def _samples(split: ImageSplit) -> Samples:
     return Samples(augment.nchw(split.x), torch.from_numpy(split.y))
+
+
+SeedTrained = tuple[TrainResult, nn.Module, Stopwatch]
+"""A seed's training result, the model it deploys, and the engine's time on it."""
+
+
+def train_seed_timed(cell: NetworkCell, seed: int) -> SeedTrained:
+    stopwatch = Stopwatch()
+    with stopwatch.timing():
+        result, model = cell.train_seed(seed)
+    return result, model, stopwatch
+
+
+def _train_in_worker(cell: NetworkCell, seed: int) -> bytes:
+    """In a worker: the seed trained, pickled by value (a plain pickle, not multiprocessing's, which would
+    pass each tensor as a shared-memory file descriptor: hundreds per model)."""
+    return pickle.dumps(interruptible(train_seed_timed, cell, seed))
+
+
+def _collected(pool: multiprocessing.pool.Pool, results: Iterator[bytes]) -> Iterator[SeedTrained]:
+    """The workers' results in seed order as they finish; the pool ends after the last, or on an error or
+    interrupt (its workers' runs end FAILED)."""
+    try:
+        for trained in results:
+            yield pickle.loads(trained)
+    finally:
+        pool.terminate()  # SIGTERM: an idle worker leaves, a busy one (an error, an interrupt) ends its runs FAILED
+        pool.join()
+
 
 
 def tune_rate(cell: NetworkCell, rates: tuple[float, ...], seeds: tuple[int, ...] | None = None,

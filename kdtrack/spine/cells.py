@@ -297,6 +297,10 @@ class Stopwatch:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
 
+    def add(self, other: Stopwatch) -> None:
+        self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
+
     @contextmanager
     def timing(self) -> Iterator[None]:
         started, started_cpu = time.monotonic(), time.thread_time()

@@ -6,28 +6,18 @@ on has finished; or as a task of a Ray cluster (kdtrack.spine.ray_cluster). A ce
 inputs alone, so a graph gives the same numbers on any executor."""
 from __future__ import annotations
 
-import multiprocessing
-import os
 import queue
-import signal
 import sys
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, TypeVar
 
-import torch
-
-from .. import lifetime, progress, tracking
+from .. import progress
 from ..engine import resolve_device
 from .cells import Cell
 from .claiming import run_claimed
+from .workers import fork_server, interruptible, worker_pool
 
 Key = tuple[str, str]
-T = TypeVar("T")
-
-LOGGING_MODULES = ("mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
-"""What a worker needs before its first cell besides the cells' own modules: MLflow, and what
-mlflow.pytorch.log_model's torch.export imports. Workers fork from a server that has imported them once."""
 
 
 def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1,
@@ -172,28 +162,13 @@ def waited_on_first(plan: list[tuple[Cell, set[Key]]]) -> list[tuple[Cell, set[K
     return sorted(plan, key=lambda item: -waiting_on.get(item[0].key, 0))
 
 
-def default_workers() -> int:
-    """One worker per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _worker_context(cells: list[Cell]) -> multiprocessing.context.BaseContext:
-    """Processes forked from a server that imported the modules of `cells` and LOGGING_MODULES, nothing else:
-    no torch threads, store connections or MLflow state of this process, and none of the ~6 s of CPU that a
-    spawned interpreter spends importing them before its first cell."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(sorted({type(cell).__module__ for cell in cells}) + list(LOGGING_MODULES))
-    return context
-
-
 class LocalWorkers(Executor):
     """`workers` processes of this machine, forked from a server that has imported the modules of `cells`."""
 
     def __init__(self, workers: int, cells: list[Cell]):
         self.room = workers
         self.results: queue.Queue = queue.Queue()
-        here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ))
-        self.pool = _without_interrupts(lambda: _worker_context(cells).Pool(workers, _start_worker, here))
+        self.pool = worker_pool(fork_server(type(cell).__module__ for cell in cells), workers)
 
     def start(self, cell: Cell, needs: list) -> None:
         self.pool.apply_async(_run_cell, (cell,), callback=lambda run_id: self.results.put((cell.key, run_id, None)),
@@ -214,66 +189,11 @@ class LocalWorkers(Executor):
         self.pool.join()
 
 
-def _without_interrupts(start: Callable[[], T]) -> T:
-    """`start()` with Ctrl-C (SIGINT) ignored, so that the processes it starts (the fork server, and the
-    workers forked from it) ignore it from their first instruction: a terminal's Ctrl-C goes to every process
-    of the foreground group, and a worker interrupted while it starts up prints a traceback of its own. An
-    ignored signal stays ignored across fork and exec (a blocked one does not: the fork server is started
-    with an empty mask), and Python leaves it so. The study process answers Ctrl-C alone, ending its workers
-    with SIGTERM (pool.terminate), at which their cells' runs end FAILED. SIGINT is blocked meanwhile, so that
-    a Ctrl-C that comes while it is ignored reaches this process once its handler is back."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return start()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return start()
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _start_worker(context: tuple, study: int, cwd: str, environment: dict[str, str]) -> None:
-    """Become a worker of the study process `study`: its directory and environment (the server's are those
-    of when it started), one torch thread, its store and run."""
-    _die_with(study)
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(environment)
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGTERM, _interrupt)
-    tracking.adopt_context(context)
-    progress.lines_only()  # several processes share the terminal: a line each, never a redrawn bar
-
-
-def _die_with(study: int) -> None:
-    """Linux: be killed the moment the study process ends, however it ends (kill -9 leaves it no chance to
-    stop its workers), so that no orphan goes on training and logging a cell that a rerun of the study
-    trains again. Its runs stay RUNNING until that rerun ends them KILLED, as the study's own. The study is
-    not this process's parent (the fork server is), and the fork server outlives the study while a worker
-    holds its connection: so a process descriptor, not the parent's death, says when."""
-    lifetime.end_with(study, signal.SIGKILL)
-
-
-_running: Cell | None = None
-
-
 def _run_cell(cell: Cell) -> str:
-    global _running
-    _running = cell
     try:
-        return run_claimed(cell, task="local worker")
+        return interruptible(run_claimed, cell, "local worker")
     except KeyboardInterrupt:  # its runs have ended FAILED; the study says it was interrupted, once
         raise SystemExit(130) from None
-    finally:
-        _running = None
-
-
-def _interrupt(signum, frame) -> None:
-    """SIGTERM in a worker: a cell's open runs end FAILED (as in a command); an idle worker just leaves."""
-    if _running is not None:
-        raise KeyboardInterrupt
-    sys.exit(128 + signum)  # with its finalizers: os._exit would leave its semaphores to the resource tracker
 
 
 def _say(message: str) -> None:

@@ -36,7 +36,8 @@ from ..engine import resolve_device
 from ..errors import InputError
 from .cells import Cell, Data
 from .options import DEFAULT_SEEDS, MAX_EPOCHS, MAX_SEED, check_label, parse_seeds, shown
-from .scheduler import Executor, default_workers, run_cells
+from .scheduler import Executor, run_cells
+from .workers import default_workers
 
 SECTIONS = ("study", "dataset", "epochs", "seeds", "train", "teachers", "teacher_seed", "tune", "methods")
 METHOD_KEYS = ("task", "train", "teachers", "distill")

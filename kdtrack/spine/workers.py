@@ -1,0 +1,140 @@
+"""Worker processes of this machine, for a study's cells (kdtrack.spine.scheduler) and for an image cell's
+seeds (kdtrack.images.cells): forked from a server that imported what their tasks need once, each with a
+share of the cores' torch threads, ending with the process that started them."""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.pool
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from typing import Callable, TypeVar
+
+import torch
+
+from .. import lifetime, progress
+
+T = TypeVar("T")
+
+LOGGING_MODULES = ("mlflow.pytorch", "torch.export", "torch._dynamo", "torch._functorch.aot_autograd")
+"""What a worker needs before its first task besides the tasks' own modules: MLflow, and what
+mlflow.pytorch.log_model's torch.export imports. Workers fork from a server that has imported them once."""
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fork_server(modules: Iterable[str]) -> multiprocessing.context.BaseContext:
+    """The context whose processes fork from a server that imported `modules` and LOGGING_MODULES, nothing
+    else: no torch threads, store connections or MLflow state of this process, and none of the ~6 s of CPU
+    that a spawned interpreter spends importing them before its first task. The server starts now, if it has
+    not yet, and imports in the background; call from the main thread (it sets the signals its workers
+    inherit). One server serves the process: the modules of its first call are the ones it imports."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(sorted(set(modules)) + list(LOGGING_MODULES))
+    _without_interrupts(multiprocessing.forkserver.ensure_running)
+    atexit.register(_stop_fork_server)
+    return context
+
+
+def _stop_fork_server() -> None:
+    """At exit, when its workers have gone: the fork server ends at once. Left to notice the exit, it takes ~2 s
+    to unload what it imported, holding this process's stdout and stderr open meanwhile (a caller reading
+    them waits for it)."""
+    server = multiprocessing.forkserver._forkserver._forkserver_pid  # no public handle: CPython's own
+    if server is not None:
+        os.kill(server, signal.SIGKILL)
+
+
+def worker_pool(context: multiprocessing.context.BaseContext, workers: int, threads: int = 1) -> multiprocessing.pool.Pool:
+    """`workers` processes forked by `context`'s server (fork_server), with `threads` torch threads each, in this
+    process's directory, environment, store and run. It returns once they run: after the server's imports."""
+    from .. import tracking  # MLflow: seconds of imports that fork_server's caller may still be spending
+
+    here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ), threads)
+    return context.Pool(workers, _start_worker, here)
+
+
+def seed_workers(seeds: int, device: str) -> int:
+    """How many processes train a cell's `seeds` at once: on a CPU, one per torch thread of this process (its
+    share of the cores: OMP_NUM_THREADS, a study worker's one, a Ray task's CPUs) up to the seeds; 1 on a
+    GPU, under torchrun, and in a worker process (which may not start processes of its own)."""
+    if device != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) > 1 or multiprocessing.current_process().daemon:
+        return 1
+    return min(seeds, torch.get_num_threads())
+
+
+def start_seed_workers(seeds: int, device: str, cells_module: str) -> None:
+    """Where seed_workers would train `seeds` in several processes, start their fork server now: it imports
+    `cells_module` (~6 s) beside what the caller imports meanwhile, on another core."""
+    if seed_workers(seeds, device) > 1:
+        fork_server([cells_module])
+
+
+def interruptible(task: Callable[..., T], *args) -> T:
+    """In a worker: `task(*args)`, which SIGTERM (the pool's terminate) interrupts as Ctrl-C interrupts a
+    command, so that the runs it has open end FAILED; outside a task SIGTERM just ends the worker."""
+    global _busy
+    _busy = True
+    try:
+        return task(*args)
+    finally:
+        _busy = False
+
+
+_busy = False
+
+
+def _without_interrupts(start: Callable[[], T]) -> T:
+    """`start()` with Ctrl-C (SIGINT) ignored, so that the process it starts (the fork server, and so the
+    workers forked from it, which get the signals it started with) ignore it from their first instruction: a terminal's Ctrl-C goes to every process
+    of the foreground group, and a worker interrupted while it starts up prints a traceback of its own. An
+    ignored signal stays ignored across fork and exec (a blocked one does not: the fork server is started
+    with an empty mask), and Python leaves it so. The starting process answers Ctrl-C alone, ending its workers
+    with SIGTERM (pool.terminate), at which their runs end FAILED. SIGINT is blocked meanwhile, so that a
+    Ctrl-C that comes while it is ignored reaches this process once its handler is back."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return start()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _start_worker(context: tuple, starter: int, cwd: str, environment: dict[str, str], threads: int) -> None:
+    """Become a worker of the process `starter`: its directory and environment (the server's are those of
+    when it started), `threads` torch threads, its store and run."""
+    _die_with(starter)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environment)
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _interrupt)
+    from .. import tracking  # imported already: the server preloads it
+
+    tracking.adopt_context(context)
+    progress.lines_only()  # several processes share the terminal: a line each, never a redrawn bar
+
+
+def _die_with(starter: int) -> None:
+    """Linux: be killed the moment the starting process ends, however it ends (kill -9 leaves it no chance to
+    stop its workers), so that no orphan goes on training and logging what a rerun trains again. Its runs stay
+    RUNNING until that rerun ends them KILLED, as the starter's own. The starter is not this process's parent
+    (the fork server is), and the fork server outlives it while a worker holds its connection: so a process
+    descriptor, not the parent's death, says when."""
+    lifetime.end_with(starter, signal.SIGKILL)
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM in a worker: a task's open runs end FAILED (as in a command); an idle worker just leaves."""
+    if _busy:
+        raise KeyboardInterrupt
+    sys.exit(128 + signum)  # with its finalizers: os._exit would leave its semaphores to the resource tracker

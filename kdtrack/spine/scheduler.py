@@ -190,10 +190,7 @@ class LocalWorkers(Executor):
 
 
 def _run_cell(cell: Cell) -> str:
-    try:
-        return interruptible(run_claimed, cell, "local worker")
-    except KeyboardInterrupt:  # its runs have ended FAILED; the study says it was interrupted, once
-        raise SystemExit(130) from None
+    return interruptible(run_claimed, cell, "local worker")
 
 
 def _say(message: str) -> None:

@@ -78,11 +78,14 @@ def start_seed_workers(seeds: int, device: str, cells_module: str) -> None:
 
 def interruptible(task: Callable[..., T], *args) -> T:
     """In a worker: `task(*args)`, which SIGTERM (the pool's terminate) interrupts as Ctrl-C interrupts a
-    command, so that the runs it has open end FAILED; outside a task SIGTERM just ends the worker."""
+    command, so that the runs it has open end FAILED, and the worker leaves quietly (the process that started
+    it says it was interrupted, once); outside a task SIGTERM just ends the worker."""
     global _busy
     _busy = True
     try:
         return task(*args)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     finally:
         _busy = False
 

@@ -200,3 +200,24 @@ def test_precision_is_a_param_and_part_of_the_identity_and_compile_is_neither():
     assert replace(train, compile=False) == train and replace(train, precision="float32") != train
     with pytest.raises(InputError, match="precision must be one of float32, bf16, got 'fp16'"):
         recipe("digits", precision="fp16")
+
+
+def test_seeds_train_side_by_side_as_each_would_alone(tracking_uri):
+    """With two torch threads a command's two seeds train at once, in two one-thread worker processes that
+    log their runs under the command's run; each seed's numbers are those it gets alone with one thread."""
+    threads = torch.get_num_threads()
+    args = ("train-teacher", "--dataset", "digits", "--arch", "resnet8x4", "--epochs", "1")
+    try:
+        torch.set_num_threads(2)
+        side_by_side = _children(run(*args, "--seeds", "0,1"))
+        torch.set_num_threads(1)
+        alone = [_children(run(*args, "--seeds", seed))[0] for seed in ("0", "1")]
+    finally:
+        torch.set_num_threads(threads)
+    assert [child.data.tags["kdtrack.seed"] for child in side_by_side] == ["0", "1"]
+    for together, by_itself in zip(side_by_side, alone):
+        assert together.info.status == "FINISHED"
+        assert together.data.tags["kdtrack.torch_threads"] == by_itself.data.tags["kdtrack.torch_threads"] == "1"
+        for metric in ("train_loss", "val_loss", "model_val_acc", "best_epoch"):
+            assert together.data.metrics[metric] == by_itself.data.metrics[metric], metric
+        assert_reloads_at_logged_accuracy(together)

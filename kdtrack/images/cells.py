@@ -278,7 +278,6 @@ def _collected(pool: multiprocessing.pool.Pool, results: Iterator[bytes]) -> Ite
         pool.join()
 
 
-
 def tune_rate(cell: NetworkCell, rates: tuple[float, ...], seeds: tuple[int, ...] | None = None,
               epochs: int | None = None) -> NetworkCell:
     """`cell` at the learning rate a tune cell chooses among `rates` on the holdout, trying each at `seeds`

@@ -38,6 +38,7 @@ def fork_server(modules: Iterable[str]) -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(sorted(set(modules)) + list(LOGGING_MODULES))
     _without_interrupts(multiprocessing.forkserver.ensure_running)
+    atexit.unregister(_stop_fork_server)  # registered once, however many callers
     atexit.register(_stop_fork_server)
     return context
 
@@ -51,7 +52,8 @@ def _stop_fork_server() -> None:
         os.kill(server, signal.SIGKILL)
 
 
-def worker_pool(context: multiprocessing.context.BaseContext, workers: int, threads: int = 1) -> multiprocessing.pool.Pool:
+def worker_pool(context: multiprocessing.context.BaseContext, workers: int,
+                threads: int = 1) -> multiprocessing.pool.Pool:
     """`workers` processes forked by `context`'s server (fork_server), with `threads` torch threads each, in this
     process's directory, environment, store and run. It returns once they run: after the server's imports."""
     from .. import tracking  # MLflow: seconds of imports that fork_server's caller may still be spending
@@ -95,12 +97,13 @@ _busy = False
 
 def _without_interrupts(start: Callable[[], T]) -> T:
     """`start()` with Ctrl-C (SIGINT) ignored, so that the process it starts (the fork server, and so the
-    workers forked from it, which get the signals it started with) ignore it from their first instruction: a terminal's Ctrl-C goes to every process
-    of the foreground group, and a worker interrupted while it starts up prints a traceback of its own. An
-    ignored signal stays ignored across fork and exec (a blocked one does not: the fork server is started
-    with an empty mask), and Python leaves it so. The starting process answers Ctrl-C alone, ending its workers
-    with SIGTERM (pool.terminate), at which their runs end FAILED. SIGINT is blocked meanwhile, so that a
-    Ctrl-C that comes while it is ignored reaches this process once its handler is back."""
+    workers forked from it, which get the signals it started with) ignore it from their first instruction: a
+    terminal's Ctrl-C goes to every process of the foreground group, and a worker interrupted while it starts
+    up prints a traceback of its own. An ignored signal stays ignored across fork and exec (a blocked one does
+    not: the fork server is started with an empty mask), and Python leaves it so. The starting process answers
+    Ctrl-C alone, ending its workers with SIGTERM (pool.terminate), at which their runs end FAILED. SIGINT is
+    blocked meanwhile, so that a Ctrl-C that comes while it is ignored reaches this process once its handler
+    is back."""
     if not hasattr(signal, "pthread_sigmask"):
         return start()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

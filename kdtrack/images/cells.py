@@ -73,10 +73,11 @@ class NetworkCell(TunedCell):
         return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=lr), seeds=seeds, tuned=(), tuned_by=None)
 
     def train_models(self, engine: Stopwatch) -> Iterator[ModelRecord]:
-        """Each seed's network as its run's record, in seed order. On a CPU with several cores the seeds train
-        at once, in worker processes that start now (while the parent run opens), the cores' torch threads
-        shared among them, and each seed is logged as soon as it and those before it have trained; elsewhere
-        (a GPU, torchrun, inside a study's worker, one core or one seed) one after another in this process."""
+        """Each seed's network as its run's record, in seed order. On a CPU with several torch threads the seeds
+        train at once, in worker processes that start now (while the parent run opens), this process's threads
+        shared among them, and each seed is logged here as soon as it and those before it have trained;
+        elsewhere (a GPU, torchrun, inside a study's worker, one thread or one seed) one after another in this
+        process (kdtrack.spine.workers.seed_workers)."""
         workers = seed_workers(len(self.seeds), self.device)
         if workers == 1:
             return self._records(self._in_turn, torch.get_num_threads(), engine)
@@ -269,12 +270,12 @@ def _train_in_worker(cell: NetworkCell, seed: int) -> bytes:
 
 def _collected(pool: multiprocessing.pool.Pool, results: Iterator[bytes]) -> Iterator[SeedTrained]:
     """The workers' results in seed order as they finish; the pool ends after the last, or on an error or
-    interrupt (its workers' runs end FAILED)."""
+    an interrupt (a worker still training stops: seed workers open no runs, this process logs them)."""
     try:
         for trained in results:
             yield pickle.loads(trained)
     finally:
-        pool.terminate()  # SIGTERM: an idle worker leaves, a busy one (an error, an interrupt) ends its runs FAILED
+        pool.terminate()  # SIGTERM: an idle worker leaves, a training one stops
         pool.join()
 
 

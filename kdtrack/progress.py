@@ -16,6 +16,13 @@ LINES_ONLY = False
 screen."""
 
 
+def say(message: str) -> None:
+    """One line on stderr, written in one call: Ctrl-C between a `print`'s text and its newline left the
+    command's last line ("interrupted") glued to the end of a progress line."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
 def lines_only() -> None:
     """A worker process's progress: lines, under a lock of its own threads. tqdm's default lock is a named
     semaphore shared with other processes, which a worker ended by a signal can leave to multiprocessing's

@@ -6,14 +6,13 @@ one of another host once its beat has stood still for STALE_SECONDS."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .. import tracking
+from .. import progress, tracking
 from ..tracking import claims
 from ..tracking.connection import gone, this_host
 from .cells import Cell, config_hash
@@ -49,11 +48,11 @@ def run_claimed(cell: Cell, task: str = "") -> str | None:
         first = watch.first_sight(holder)
         if watch.gone(holder):
             if claims.take_over(holder):
-                _say(f"{cell.name}: took over the claim of {holder.describe()}, which is gone; its RUNNING runs "
+                progress.say(f"{cell.name}: took over the claim of {holder.describe()}, which is gone; its RUNNING runs "
                      "ended KILLED")
             continue
         if first:
-            _say(f"{cell.name}: trained by {holder.describe()}; waiting for its runs instead of training it")
+            progress.say(f"{cell.name}: trained by {holder.describe()}; waiting for its runs instead of training it")
         time.sleep(POLL_SECONDS)
 
 
@@ -98,7 +97,7 @@ def _beating(name: str) -> Iterator[None]:
             try:
                 claims.beat(name, count)
             except claims.STORE_FAILURES as error:
-                _say(f"the beat of claim {name} failed ({str(error).splitlines()[0]})")
+                progress.say(f"the beat of claim {name} failed ({str(error).splitlines()[0]})")
 
     thread = threading.Thread(target=beat, name="claim beat", daemon=True)
     thread.start()
@@ -106,7 +105,3 @@ def _beating(name: str) -> Iterator[None]:
         yield
     finally:
         stop.set()
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

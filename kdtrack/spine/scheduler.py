@@ -7,7 +7,6 @@ inputs alone, so a graph gives the same numbers on any executor."""
 from __future__ import annotations
 
 import queue
-import sys
 import time
 from abc import ABC, abstractmethod
 
@@ -28,7 +27,7 @@ def run_cells(cells: list[Cell], resume: bool = True, workers: int = 1,
     processes of their own, or on `executor` (a Ray cluster's); nested under the active run."""
     plan, done = plan_cells(cells, resume)
     if done or len(plan) > 1:
-        _say(f"{done + len(plan)} cell(s), teachers and tuning grids counted: {done} done before (a FINISHED run "
+        progress.say(f"{done + len(plan)} cell(s), teachers and tuning grids counted: {done} done before (a FINISHED run "
              f"for every seed; their runs stay under the run that trained them), {len(plan)} to train")
     if executor is None:
         executor = LocalWorkers(workers, [cell for cell, _ in plan]) if workers > 1 and len(plan) > 1 else InProcess()
@@ -83,14 +82,14 @@ def run_plan(plan: list[tuple[Cell, set[Key]]], executor: Executor) -> dict[Key,
                     waiting.remove((cell, needs))
                     running[cell.key] = (cell, time.monotonic())
                     if len(plan) > 1:
-                        _say(f"cell started ({len(ran) + len(running)}/{len(plan)}): {cell.name} "
+                        progress.say(f"cell started ({len(ran) + len(running)}/{len(plan)}): {cell.name} "
                              f"(seeds {','.join(map(str, cell.seeds))})")
                     handles[cell.key] = executor.start(cell, [handles[key] for key in needs])
             key, run_id = executor.finished()
             cell, started = running.pop(key)
             ran[key] = run_id
             if len(plan) > 1:
-                _say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}; "
+                progress.say(f"cell finished ({len(ran)}/{len(plan)}) in {time.monotonic() - started:.0f}s: {cell.name}; "
                      f"{remaining.finished(cell.work)}")
     except BaseException:
         executor.stop()
@@ -191,7 +190,3 @@ class LocalWorkers(Executor):
 
 def _run_cell(cell: Cell) -> str:
     return interruptible(run_claimed, cell, "local worker")
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

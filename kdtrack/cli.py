@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import ClusterError, InputError, StoreError, TrainingDiverged, one_line
+from .images import SEED_WORKER_IMPORTS
 
 DEFAULT_CONFIG = "configs/default.yaml"
-IMAGE_CELLS = "kdtrack.images.cells"
 
 
 def run() -> NoReturn:
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(name).parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if name and COMMANDS[name].seed_cells:
-            _start_seed_workers(args, COMMANDS[name].seed_cells)
+        if name and COMMANDS[name].seed_worker_imports:
+            _start_seed_workers(args, COMMANDS[name].seed_worker_imports)
         from .lifetime import end_with_mlflow_run
         from .tracking import store_errors
 
@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_seed_workers(args: argparse.Namespace, cells_module: str) -> None:
+def _start_seed_workers(args: argparse.Namespace, imports: tuple[str, ...]) -> None:
     """The processes that train the seeds start importing now, beside this process's imports."""
     from .engine import resolve_device
     from .spine.options import parse_seeds
     from .spine.workers import start_seed_workers
 
-    start_seed_workers(len(parse_seeds(args.seeds)), resolve_device(args.device), cells_module)
+    start_seed_workers(len(parse_seeds(args.seeds)), resolve_device(args.device), imports)
 
 
 def _interrupt(signum, frame) -> None:
@@ -84,8 +84,9 @@ class Command:
     description: str
     options: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
-    seed_cells: str = ""
-    """The module of the cells whose seeds may train in worker processes (kdtrack.spine.workers)."""
+    seed_worker_imports: tuple[str, ...] = ()
+    """What a process that trains the command's seeds imports, where seeds may train in several processes
+    (kdtrack.spine.workers)."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -573,16 +574,16 @@ COMMANDS = {
                              "students: a parent run with a child run per seed. Runs unchanged under torchrun "
                              "(DistributedDataParallel; only the first process writes to MLflow).",
                              lambda parser: _add_image_options(parser, default_arch="resnet32x4"), _train_teacher,
-                             IMAGE_CELLS),
+                             SEED_WORKER_IMPORTS),
     "image-kd": Command("image path: Hinton KD from a logged teacher",
                         "Train a student network per seed with Hinton KD, ce-weight CE + kd-weight T^2 KL (1 and 1 at "
                         "T = 4 by default, as the SimKD repository's KD baseline), from the teachers --teacher names.",
-                        _image_kd_options, _image_kd, IMAGE_CELLS),
+                        _image_kd_options, _image_kd, SEED_WORKER_IMPORTS),
     "simkd": Command("image path: SimKD, the reused teacher classifier",
                      "Train a student network per seed with SimKD (Chen et al., CVPR 2022): a projector maps the "
                      "student's penultimate map into the teacher's and the teacher's frozen classifier predicts. The "
                      "logged model is student backbone + projector + teacher classifier. Its runs are named for the "
-                     "variant (simkd, simkd-kl, simkd-multi, ...).", _simkd_options, _simkd, IMAGE_CELLS),
+                     "variant (simkd, simkd-kl, simkd-multi, ...).", _simkd_options, _simkd, SEED_WORKER_IMPORTS),
 }
 
 

@@ -1,6 +1,7 @@
-"""The image cells: a network per seed (a teacher, a student alone, a KD or a SimKD student), trained one seed
-after another by the one engine's mini-batch step, each logged as a child run of the cell's run; and the tune
-cell that chooses a cell's learning rate on the holdout.
+"""The image cells: a network per seed (a teacher, a student alone, a KD or a SimKD student), each seed trained
+by kdtrack.images.training (in this process, or side by side in seed workers when the command has them) and
+logged here as a child run of the cell's run; and the tune cell that chooses a cell's learning rate on the
+holdout.
 
 Under torchrun every process trains every seed together (DistributedDataParallel) and only the first
 process talks to MLflow, so one command leaves one run per seed.
@@ -8,7 +9,6 @@ process talks to MLflow, so one command leaves one run per seed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import multiprocessing
 import multiprocessing.pool
 import pickle
@@ -17,24 +17,20 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import tracking
-from ..distillers import make_distiller
-from ..distillers.base import Distiller
-from ..engine import TrainResult
-from ..engine.distributed import is_main_process, world_size
-from ..engine.minibatch import Loader, Samples, train_network
+from ..engine import Stopwatch, TrainResult
+from ..engine.distributed import world_size
 from ..errors import InputError
-from ..models import ImageNetwork, NetworkConfig, build_network
-from ..progress import Progress
-from ..spine.cells import ModelRecord, Stopwatch, in_background
+from ..spine.cells import ModelRecord, in_background
 from ..spine.teachers import Teachers, TeachersRun, TeachingCell, check_holdout
 from ..spine.tuning import Trial, TunedCell, TuneCell
-from ..spine.workers import fork_server, interruptible, seed_workers, worker_pool
-from . import augment
-from .data import ImageData, ImageSplit, holdout
+from ..spine.workers import fork_server, seed_workers, worker_pool
+from . import SEED_WORKER_IMPORTS, augment, training
+from .data import ImageData, ImageSplit
 from .options import ImageKDOptions, ImageTrainOptions, SimKDOptions, check_rates, scaled_milestones
+from .training import SeedTrained, SeedTraining
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,15 +54,9 @@ class NetworkCell(TunedCell):
     def splits(self) -> tuple[ImageSplit, ImageSplit]:
         """(fit, selection): the selection holdout carved from train, stratified by class."""
         try:
-            return holdout(self.data.train, self.train.selection_fraction, self.train.selection_seed)
+            return training.selection_split(self.data, self.train)
         except ValueError as error:
             raise InputError(f"{self.data.name}: {error}") from None
-
-    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
-        return make_distiller("ce", self.epochs)
-
-    def teacher_network(self, seed: int) -> ImageNetwork | None:
-        return None
 
     def at_rate(self, lr: float, seeds: tuple[int, ...]) -> NetworkCell:
         """This cell at learning rate `lr` (a trial of a tune cell), untuned, over `seeds`."""
@@ -81,7 +71,7 @@ class NetworkCell(TunedCell):
         workers = seed_workers(len(self.seeds), self.device)
         if workers == 1:
             return self._records(self._in_turn, torch.get_num_threads(), engine)
-        server = fork_server([type(self).__module__])
+        server = fork_server(SEED_WORKER_IMPORTS, logging=False)
         threads = max(1, torch.get_num_threads() // workers)
         return self._records(in_background(lambda: self._in_workers(server, workers, threads)).result, threads, engine)
 
@@ -96,38 +86,28 @@ class NetworkCell(TunedCell):
                               tags={**tags, **self.seed_tags(seed)}, params={"world_size": str(world_size())})
 
     def _in_turn(self) -> Iterator[SeedTrained]:
-        return (train_seed_timed(self, seed) for seed in self.seeds)
+        return (self.seed_training(seed).timed() for seed in self.seeds)
 
     def _in_workers(self, server: multiprocessing.context.BaseContext, workers: int,
                     threads: int) -> Iterator[SeedTrained]:
         """The seeds given to `workers` processes of `server`, with `threads` torch threads each."""
-        pool = worker_pool(server, workers, threads)
-        return _collected(pool, pool.imap(functools.partial(_train_in_worker, self), self.seeds))
+        seeds = [pickle.dumps(self.seed_training(seed)) for seed in self.seeds]
+        pool = worker_pool(server, workers, threads, tracked=False)
+        return _collected(pool, pool.imap(training.train_in_worker, seeds))
 
     def seed_tags(self, seed: int) -> dict[str, str]:
         return {}
 
-    def train_seed(self, seed: int) -> tuple[TrainResult, nn.Module]:
-        """One network of `seed`, at the chosen options: the result and the model it deploys."""
-        options = self.resolve(self.train)
-        student = build_network(NetworkConfig(options.arch, self.data.n_classes, self.data.channels), seed)
-        teacher = self.teacher_network(seed)
-        distiller = self.distiller(student, teacher)  # after the student: its parts draw from the seeded stream
-        fit, selection = self.splits
-        loader = Loader(options.batch_size, self._transform, seed)
-        progress = Progress(self.model_name(seed=seed), self.epochs) if is_main_process() else None
-        return train_network(student, teacher, distiller, _samples(fit), _samples(self.data.test), _samples(selection),
-                             options.spec(self.device), loader, progress)
-
-    @cached_property
-    def _transform(self) -> augment.Augment:
-        """uint8 images -> the network's normalised input; random crops (and flips) under a generator."""
-        return augment.Augment(self.train.padding, self.train.flip, self.data.mean, self.data.std)
+    def seed_training(self, seed: int) -> SeedTraining:
+        """What training the network of `seed` takes, at the chosen options."""
+        return SeedTraining(seed=seed, label=self.model_name(seed=seed), data=self.data, options=self.resolve(self.train),
+                            device=self.device)
 
     @cached_property
     def _test(self) -> tuple[Tensor, Tensor]:
         """The test split as the networks see it: what each logged model is scored on."""
-        return self._transform(augment.nchw(self.data.test.x), None), torch.from_numpy(self.data.test.y)
+        transform = training.network_input(self.data, self.train)
+        return transform(augment.nchw(self.data.test.x), None), torch.from_numpy(self.data.test.y)
 
     @cached_property
     def _inputs(self) -> dict[str, tracking.DataInput]:
@@ -185,14 +165,13 @@ class StudentCell(NetworkCell):
         """Each seed's teacher run, looked up once for the cell."""
         return self.teachers.runs(self.seeds)
 
-    def teacher_network(self, seed: int) -> ImageNetwork:
-        return tracking.load_model(self.teacher_runs[(seed,)])
+    def seed_training(self, seed: int) -> SeedTraining:
+        """A student's also takes its teacher, read from the store here (once per process)."""
+        return dataclasses.replace(super().seed_training(seed), teacher=tracking.checkpoint(self.teacher_runs[(seed,)]),
+                                   distill=self.distill)
 
     def seed_tags(self, seed: int) -> dict[str, str]:
         return {"teacher_run_ids": self.teacher_runs[(seed,)]}
-
-    def distiller(self, student: ImageNetwork, teacher: ImageNetwork | None) -> Distiller:
-        return self.distill.distiller(self.epochs, student, teacher, self.data.image_size)
 
 
 def resolve_teacher(reference: str, data: ImageData, seed: int | None = None) -> TeachersRun:
@@ -233,7 +212,7 @@ class RateTuneCell(TuneCell, NetworkCell):
             trial = self.target.at_rate(rate, self.seeds)
             for seed in self.seeds:
                 with engine.timing():
-                    result, _ = trial.train_seed(seed)
+                    result, _ = trial.seed_training(seed).run()
                 yield rate, result
 
     def score(self, trained: Iterable[tuple[float, TrainResult]]) -> list[Trial]:
@@ -245,27 +224,6 @@ class RateTuneCell(TuneCell, NetworkCell):
             trial.selection_acc.append(float(result.history["selection_acc"][best, 0]))
             trial.selection_ce.append(float(result.history["selection_loss"][best, 0]))
         return list(trials.values())
-
-
-def _samples(split: ImageSplit) -> Samples:
-    return Samples(augment.nchw(split.x), torch.from_numpy(split.y))
-
-
-SeedTrained = tuple[TrainResult, nn.Module, Stopwatch]
-"""A seed's training result, the model it deploys, and the engine's time on it."""
-
-
-def train_seed_timed(cell: NetworkCell, seed: int) -> SeedTrained:
-    stopwatch = Stopwatch()
-    with stopwatch.timing():
-        result, model = cell.train_seed(seed)
-    return result, model, stopwatch
-
-
-def _train_in_worker(cell: NetworkCell, seed: int) -> bytes:
-    """In a worker: the seed trained, pickled by value (a plain pickle, not multiprocessing's, which would
-    pass each tensor as a shared-memory file descriptor: hundreds per model)."""
-    return pickle.dumps(interruptible(train_seed_timed, cell, seed))
 
 
 def _collected(pool: multiprocessing.pool.Pool, results: Iterator[bytes]) -> Iterator[SeedTrained]:

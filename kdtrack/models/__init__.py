@@ -1,4 +1,5 @@
 """The networks kdtrack trains, and rebuilding one from the architecture params its run logged."""
+import torch
 from torch import nn
 
 from .mlp import MLP, MLPConfig
@@ -17,4 +18,12 @@ def from_params(params: dict[str, str]) -> nn.Module:
     return MLP(MLPConfig.from_params(params))
 
 
-__all__ = ["ARCHS", "ImageNetwork", "MLP", "NetworkConfig", "SimKDStudent", "build_network", "from_params"]
+def from_checkpoint(params: dict[str, str], state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """The network a run logged, from its params and state_dict, in eval mode. Building it first draws from
+    torch's global generator, as building any network does."""
+    network = from_params(params)
+    network.load_state_dict(state_dict)
+    return network.eval()
+
+
+__all__ = ["ARCHS", "ImageNetwork", "MLP", "NetworkConfig", "SimKDStudent", "build_network", "from_checkpoint", "from_params"]

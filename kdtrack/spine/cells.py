@@ -16,9 +16,8 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, ClassVar, Protocol, TypeVar
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 
 from .. import tracking
 from ..compare import figures
-from ..engine import TrainResult
+from ..engine import Stopwatch, TrainResult
 from ..engine.distributed import barrier, is_main_process
 from .options import TrainOptions
 from .scoring import accuracy, latency_ms, parameter_count
@@ -288,27 +287,6 @@ def summary_metrics(history: pd.DataFrame, best_epoch: int, model_epoch: int, n_
             "best_val_acc": exact(at_best["val_acc"]) if at_best is not None else math.nan,
             "final_val_acc": exact(history["val_acc"].iloc[-1]),
             "model_epoch": model_epoch}
-
-
-@dataclass
-class Stopwatch:
-    """The wall and CPU seconds (of the timing thread) spent in what it times, summed."""
-
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-
-    def add(self, other: Stopwatch) -> None:
-        self.seconds += other.seconds
-        self.cpu_seconds += other.cpu_seconds
-
-    @contextmanager
-    def timing(self) -> Iterator[None]:
-        started, started_cpu = time.monotonic(), time.thread_time()
-        try:
-            yield
-        finally:
-            self.seconds += time.monotonic() - started
-            self.cpu_seconds += time.thread_time() - started_cpu
 
 
 def config_hash(payload: dict) -> str:

@@ -29,14 +29,15 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def fork_server(modules: Iterable[str]) -> multiprocessing.context.BaseContext:
-    """The context whose processes fork from a server that imported `modules` and LOGGING_MODULES, nothing
-    else: no torch threads, store connections or MLflow state of this process, and none of the ~6 s of CPU
-    that a spawned interpreter spends importing them before its first task. The server starts now, if it has
-    not yet, and imports in the background; call from the main thread (it sets the signals its workers
-    inherit). One server serves the process: the modules of its first call are the ones it imports."""
+def fork_server(modules: Iterable[str], logging: bool = True) -> multiprocessing.context.BaseContext:
+    """The context whose processes fork from a server that imported `modules` (and, for workers that log,
+    LOGGING_MODULES), nothing else: no torch threads, store connections or MLflow state of this process, and
+    none of the seconds of CPU that a spawned interpreter spends importing them before its first task. The
+    server starts now, if it has not yet, and imports in the background; call from the main thread (it sets
+    the signals its workers inherit). One server serves the process: the modules of its first call are the
+    ones it imports (a worker imports what else its tasks need)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(sorted(set(modules)) + list(LOGGING_MODULES))
+    context.set_forkserver_preload(sorted(set(modules)) + (list(LOGGING_MODULES) if logging else []))
     _without_interrupts(multiprocessing.forkserver.ensure_running)
     atexit.unregister(_stop_fork_server)  # registered once, however many callers
     atexit.register(_stop_fork_server)
@@ -52,13 +53,17 @@ def _stop_fork_server() -> None:
         os.kill(server, signal.SIGKILL)
 
 
-def worker_pool(context: multiprocessing.context.BaseContext, workers: int,
-                threads: int = 1) -> multiprocessing.pool.Pool:
+def worker_pool(context: multiprocessing.context.BaseContext, workers: int, threads: int = 1,
+                tracked: bool = True) -> multiprocessing.pool.Pool:
     """`workers` processes forked by `context`'s server (fork_server), with `threads` torch threads each, in this
-    process's directory, environment, store and run. It returns once they run: after the server's imports."""
-    from .. import tracking  # MLflow: seconds of imports that fork_server's caller may still be spending
+    process's directory and environment and, if `tracked` (their tasks log), its store and run. It returns once
+    they run: after the server's imports."""
+    tracking_context = None
+    if tracked:
+        from .. import tracking  # MLflow: seconds of imports that fork_server's caller may still be spending
 
-    here = (tracking.process_context(), os.getpid(), os.getcwd(), dict(os.environ), threads)
+        tracking_context = tracking.process_context()
+    here = (tracking_context, os.getpid(), os.getcwd(), dict(os.environ), threads)
     return context.Pool(workers, _start_worker, here)
 
 
@@ -71,11 +76,11 @@ def seed_workers(seeds: int, device: str) -> int:
     return min(seeds, torch.get_num_threads())
 
 
-def start_seed_workers(seeds: int, device: str, cells_module: str) -> None:
+def start_seed_workers(seeds: int, device: str, imports: Iterable[str]) -> None:
     """Where seed_workers would train `seeds` in several processes, start their fork server now: it imports
-    `cells_module` (~6 s) beside what the caller imports meanwhile, on another core."""
+    `imports` (the seeds' training: seconds) beside what the caller imports meanwhile, on another core."""
     if seed_workers(seeds, device) > 1:
-        fork_server([cells_module])
+        fork_server(imports, logging=False)
 
 
 def interruptible(task: Callable[..., T], *args) -> T:
@@ -115,18 +120,19 @@ def _without_interrupts(start: Callable[[], T]) -> T:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _start_worker(context: tuple, starter: int, cwd: str, environment: dict[str, str], threads: int) -> None:
+def _start_worker(context: tuple | None, starter: int, cwd: str, environment: dict[str, str], threads: int) -> None:
     """Become a worker of the process `starter`: its directory and environment (the server's are those of
-    when it started), `threads` torch threads, its store and run."""
+    when it started), `threads` torch threads, and with a tracking `context` its store and run."""
     _die_with(starter)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(environment)
     torch.set_num_threads(threads)
     signal.signal(signal.SIGTERM, _interrupt)
-    from .. import tracking  # imported already: the server preloads it
+    if context is not None:
+        from .. import tracking  # imported already where the server preloads the workers' tasks
 
-    tracking.adopt_context(context)
+        tracking.adopt_context(context)
     progress.lines_only()  # several processes share the terminal: a line each, never a redrawn bar
 
 

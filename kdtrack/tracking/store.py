@@ -30,7 +30,7 @@ from mlflow.types import ColSpec, Schema
 
 from ..errors import InputError
 from ..metrics import ACCURACY_METRICS
-from ..models import from_params
+from ..models import from_checkpoint
 from . import claims, connection
 from .connection import TAG, process_tags, quoted
 
@@ -301,14 +301,11 @@ def load_model(model: str) -> torch.nn.Module:
     """Rebuild the full model of a run (a run id, `runs:/ID/model`, or a registered `models:/NAME@ALIAS`
     or `models:/NAME/VERSION`) from its architecture params and state_dict (weights only): an MLP, a
     ResNet, or a deployed SimKD student, in eval mode."""
-    params, state_dict = _checkpoint(run_of_model(model))
-    network = from_params(params)
-    network.load_state_dict(state_dict)
-    return network.eval()
+    return from_checkpoint(*checkpoint(run_of_model(model)))
 
 
 @functools.lru_cache(maxsize=512)
-def _checkpoint(run_id: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def checkpoint(run_id: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """A run's params and state_dict, read from the store once per process: every student cell of a dataset
     loads the same teachers, and a finished run's artifacts do not change. Callers copy the tensors into a
     network of their own (load_state_dict), so the cached ones stay as they were read."""

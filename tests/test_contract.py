@@ -92,3 +92,13 @@ def test_an_image_student_cell_keeps_the_contract(tracking_uri):
     valid = augment.to_float(augment.nchw(data.test.x), data.mean, data.std), torch.from_numpy(data.test.y)
     check_cell(parent, "student", "simkd-kl", {"loss": "kl", "epochs": "2", "select_on": "accuracy",
                                                 "distiller": "simkd", "teacher": teacher}, valid)
+
+
+def test_warming_up_model_logging_draws_nothing_from_the_seeded_generator():
+    """It runs while seeded models are being built (kdtrack.spine.cells): a draw would change their weights."""
+    from kdtrack.tracking.store import prepare_model_logging
+
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    prepare_model_logging.__wrapped__()
+    assert torch.equal(torch.get_rng_state(), state)

@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param, Run
 from mlflow.models import ModelSignature, infer_signature, set_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+from torch.nn.utils import skip_init
 
 from ..errors import InputError
 from ..metrics import ACCURACY_METRICS
@@ -248,10 +249,19 @@ def _log_batch(run_id: str, metrics: list[Metric], params: dict[str, str]) -> No
 
 @functools.cache
 def prepare_model_logging() -> None:
-    """Import and run torch.export once per process, as mlflow.pytorch.log_model will, with a dynamic batch
-    size: about 2 s that the first logged model would otherwise pay, spent while models train. The module has
-    no parameters: initialising some would draw from torch's global generator while models are being seeded."""
-    torch.export.export(torch.nn.Flatten(), (torch.zeros(2, 2),), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    """Save a throwaway network once per process, as log_model saves each model: the first save pays ~2 s that
+    the next do not (torch.export tracing convolutions and batch norm for the first time, MLflow scanning the
+    installed packages to check the requirements), spent here while models train instead of after the last
+    has trained. Its layers are made uninitialised (skip_init) and zeroed: initialising them would draw from
+    torch's global generator while models are being seeded."""
+    network = torch.nn.Sequential(skip_init(torch.nn.Conv2d, 1, 1, 3, bias=False), torch.nn.BatchNorm2d(1),
+                                  torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                  skip_init(torch.nn.Linear, 1, 2))
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.zero_()
+    with tempfile.TemporaryDirectory() as folder:
+        mlflow.pytorch.save_model(network, f"{folder}/model", **_saved_as(network, np.zeros((2, 1, 4, 4), np.float32)))
 
 
 def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> str:
@@ -263,21 +273,27 @@ def _log_model(model: torch.nn.Module, input_example: np.ndarray) -> str:
     `mlflow models predict` and `mlflow models serve` take a frame of points; an image model keeps its
     tensor signature (normalised float32 images, N x C x H x W). The output is the classes' logits.
     """
-    model = model.eval()
-    with torch.no_grad():
-        output = model(torch.from_numpy(input_example)).numpy()
+    saved_as = _saved_as(model, input_example)
     logged = mlflow.pytorch.log_model(
         model,
         name="model",
-        signature=infer_signature(input_example, output),
-        input_example=input_example,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         validate_serving_input=False,  # kdtrack's tests reload every kind of model it logs; this would reload each
+        **saved_as,
     )
     if input_example.ndim == 2:
         columns = Schema([ColSpec("double", name) for name in input_columns(input_example.shape[1])])
-        set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=infer_signature(input_example, output).outputs))
+        set_signature(logged.model_uri, ModelSignature(inputs=columns, outputs=saved_as["signature"].outputs))
     return logged.model_id
+
+
+def _saved_as(model: torch.nn.Module, input_example: np.ndarray) -> dict:
+    """How a model is saved (and `model` put in eval mode): its tensor signature, input example and
+    requirements."""
+    model.eval()
+    with torch.no_grad():
+        output = model(torch.from_numpy(input_example)).numpy()
+    return {"signature": infer_signature(input_example, output), "input_example": input_example,
+            "pip_requirements": [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]}
 
 
 def input_columns(n_features: int) -> list[str]:

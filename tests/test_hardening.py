@@ -538,7 +538,7 @@ def test_a_study_into_a_new_experiment_shows_its_results_there_and_names_same_da
     capsys.readouterr()
     assert main([*study, "--experiment-name", "first"]) == 0
     err = capsys.readouterr().err
-    assert (f"study: copy.pkl holds the same data as small.pkl, so its cells are those of small (a cell is its "
+    assert ("study: copy.pkl holds the same data as small.pkl, so its cells are those of small (a cell is its "
             "content, not its name): the table shows them once, as small") in err
     assert main([*study, "--experiment-name", "second"]) == 0
     capsys.readouterr()

@@ -17,8 +17,6 @@ from image_runs import assert_reloads_at_logged_accuracy, children as _children,
 from kdtrack.cli import main
 from kdtrack.errors import InputError
 from kdtrack.spine.scoring import accuracy
-from kdtrack.images.data import load_digits
-from kdtrack.images import augment
 from kdtrack.images.options import recipe
 from kdtrack.tracking import load_model
 

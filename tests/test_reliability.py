@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from kdtrack.lifetime import is_mlflow_run
 from kdtrack.multidomain import make_multidomain, save_multidomain
 from kdtrack.tracking.connection import end_dead_runs, this_host
-from servers import all_runs, compare_counts, duplicated_configurations, finish, kdtrack, start_study, trainings
+from servers import all_runs, compare_counts, duplicated_configurations, finish, start_study, trainings
 
 CONFIG = """
 epochs: {epochs}

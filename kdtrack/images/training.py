@@ -1,7 +1,7 @@
 """One image network trained at one seed, from what its cell resolved beforehand (the chosen options, the
 teacher's checkpoint): the task a seed worker gets (kdtrack.images.cells). It touches no store and imports
-none, so a worker forked for it imports torch and the engine (~1.3 s), not MLflow and the compare package
-(~3 s more on a core the command's own imports need)."""
+none, so a worker forked for it imports torch and the engine (1.1-1.2 s of CPU), not MLflow and the compare package
+(~2 s more on a core the command's own imports need)."""
 from __future__ import annotations
 
 import pickle

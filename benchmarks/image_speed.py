@@ -4,7 +4,8 @@ crops and per-epoch passes, side by side: `kdtrack train-teacher --dataset digit
 
     .venv/bin/python benchmarks/image_speed.py [--sizes 3x2,10x2,30x2,10x5] [--repeats 1] [--simkd] [--threads N]
 
-Each side is a process timed from start to exit, wall seconds.
+Each side is a process timed from start to exit, wall seconds; beside them, the CPU seconds the whole machine was
+busy meanwhile (/proc/stat: every process, kdtrack's seed workers included; read it on an idle machine).
 The plain loop is what a researcher writes by hand: scikit-learn's digits split as kdtrack splits them (80/20
 test, a 10% stratified holdout of train), uint8 images as tensors, per epoch a shuffle, per batch of 64 random
 1-pixel crops and normalisation, SGD (momentum 0.9, weight decay 5e-4, lr 0.01, x0.1 at the recipe's
@@ -132,12 +133,19 @@ for seed in seeds:
 '''
 
 
-def timed(command: list[str], cwd: str, env: dict[str, str]) -> float:
-    """Wall seconds of a process, from its start until it and every process holding its output have ended.
-    (Not CPU: kdtrack's seed workers are its fork server's children, whose times its exit does not collect.)"""
-    start = time.perf_counter()
+def timed(command: list[str], cwd: str, env: dict[str, str]) -> tuple[float, float]:
+    """(wall, busy CPU) seconds of a process, from its start until it and every process holding its output have
+    ended. The CPU is the machine's (kdtrack's seed workers are its fork server's children, whose times its exit
+    does not collect), so it counts whatever else runs meanwhile."""
+    start, busy = time.perf_counter(), _busy_cpu()
     subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _busy_cpu() - busy
+
+
+def _busy_cpu() -> float:
+    """CPU seconds this machine has spent busy since it started (Linux: not idle, not waiting on I/O)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def teacher_run(folder: str, env: dict[str, str]) -> tuple[str, str]:
@@ -172,7 +180,8 @@ def main() -> None:
         teacher, checkpoint = teacher_run(folder, env)
         print(f"(a fresh store, then a 1-epoch ResNet-32x4 teacher in it: {time.perf_counter() - start:.1f} s)\n")
         kinds = [("train-teacher", [], "")] + ([("simkd", ["--teacher", teacher], checkpoint)] if args.simkd else [])
-        print("| command | epochs x seeds | kdtrack (s) | plain (s) | ratio |\n|---|---|---|---|---|", flush=True)
+        print("| command | epochs x seeds | kdtrack (s) | plain (s) | ratio | busy CPU: kdtrack / plain (s) |\n"
+              "|---|---|---|---|---|---|", flush=True)
         for repeat in range(args.repeats):
             for epochs, n_seeds in sizes:
                 seeds = ",".join(map(str, range(n_seeds)))
@@ -182,9 +191,9 @@ def main() -> None:
                     plain = [sys.executable, "-c", PLAIN, str(epochs), seeds, folder, plain_teacher]
                     first, second = (tracked, plain) if repeat % 2 == 0 else (plain, tracked)
                     times = {id(first): timed(first, folder, env), id(second): timed(second, folder, env)}
-                    kd_wall, plain_wall = times[id(tracked)], times[id(plain)]
+                    (kd_wall, kd_cpu), (plain_wall, plain_cpu) = times[id(tracked)], times[id(plain)]
                     print(f"| {command} | {epochs} x {n_seeds} | {kd_wall:.1f} | {plain_wall:.1f} | "
-                          f"{plain_wall / kd_wall:.2f} |", flush=True)
+                          f"{plain_wall / kd_wall:.2f} | {kd_cpu:.1f} / {plain_cpu:.1f} |", flush=True)
     print(f"\nload average at the end: {_load()}")
 
 

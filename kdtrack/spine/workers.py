@@ -86,18 +86,18 @@ def start_seed_workers(seeds: int, device: str, imports: Iterable[str]) -> None:
 def interruptible(task: Callable[..., T], *args) -> T:
     """In a worker: `task(*args)`, which SIGTERM (the pool's terminate) interrupts as Ctrl-C interrupts a
     command, so that the runs it has open end FAILED, and the worker leaves quietly (the process that started
-    it says it was interrupted, once); outside a task SIGTERM just ends the worker."""
-    global _busy
-    _busy = True
+    it says it was interrupted, once). Outside a task SIGTERM keeps its action (a worker's: the default), which ends the worker at
+    once: a Python handler would not, since an idle worker waits in a semaphore (the pool's task queue) that
+    the signal need not interrupt (the kernel may hand it to another thread, or it may land in a finaliser
+    that swallows the exit), and the pool's terminate then waits for that worker for ever."""
+    outside = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return task(*args)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     finally:
-        _busy = False
-
-
-_busy = False
+        signal.signal(signal.SIGTERM, outside)
+        sys.stdout.flush()  # an idle worker ends without its finalisers: nothing of the task's left buffered
 
 
 def _without_interrupts(start: Callable[[], T]) -> T:
@@ -128,7 +128,6 @@ def _start_worker(context: tuple | None, starter: int, cwd: str, environment: di
     os.environ.clear()
     os.environ.update(environment)
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGTERM, _interrupt)
     if context is not None:
         from .. import tracking  # imported already where the server preloads the workers' tasks
 
@@ -146,7 +145,5 @@ def _die_with(starter: int) -> None:
 
 
 def _interrupt(signum, frame) -> None:
-    """SIGTERM in a worker: a task's open runs end FAILED (as in a command); an idle worker just leaves."""
-    if _busy:
-        raise KeyboardInterrupt
-    sys.exit(128 + signum)  # with its finalizers: os._exit would leave its semaphores to the resource tracker
+    """SIGTERM in a worker's task: its open runs end FAILED, as Ctrl-C ends a command's."""
+    raise KeyboardInterrupt

@@ -86,10 +86,10 @@ def start_seed_workers(seeds: int, device: str, imports: Iterable[str]) -> None:
 def interruptible(task: Callable[..., T], *args) -> T:
     """In a worker: `task(*args)`, which SIGTERM (the pool's terminate) interrupts as Ctrl-C interrupts a
     command, so that the runs it has open end FAILED, and the worker leaves quietly (the process that started
-    it says it was interrupted, once). Outside a task SIGTERM keeps its action (a worker's: the default), which ends the worker at
-    once: a Python handler would not, since an idle worker waits in a semaphore (the pool's task queue) that
-    the signal need not interrupt (the kernel may hand it to another thread, or it may land in a finaliser
-    that swallows the exit), and the pool's terminate then waits for that worker for ever."""
+    it says it was interrupted, once). Outside a task SIGTERM keeps its action (a worker's: the default),
+    which ends the worker at once: a Python handler would not, since an idle worker waits in a semaphore (the
+    pool's task queue) that the signal need not interrupt (the kernel may hand it to another thread, or it
+    may land in a finaliser that swallows the exit), and the pool's terminate then waits for it for ever."""
     outside = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return task(*args)
